@@ -1,0 +1,104 @@
+//! cleanup - canonicalize and enqueue mail
+//!
+//! # Synopsis
+//! `cleanup` (started by master; `cleanup unix n - n - 0 cleanup` in master.cf)
+//!
+//! # Description
+//! cleanup is the only writer of new queue files. A client (pickup for local submissions,
+//! bounce for notices, local for forwarded mail, later smtpd) connects to `public/cleanup`
+//! and streams one message after another as queue-file records (the `cleanup_protocol` of
+//! posthorn-proto). For each message cleanup:
+//! - checks the records strictly (types, order, CRCs) and the size against
+//!   `message_size_limit` (`5.3.4 message file too big`);
+//! - qualifies unqualified sender and recipient addresses with `myorigin`;
+//! - with the extract flag (`sendmail -t`), adds the recipients of To:, Cc: and Bcc:;
+//! - removes Bcc:, Resent-Bcc: and Return-Path: headers (Return-Path is added at delivery),
+//!   drops duplicate recipients;
+//! - for local submissions, prepends a `Received: by HOST (posthorn, from userid UID)`
+//!   header; adds From:, Date: and Message-ID: when missing;
+//! - writes the queue file into `incoming/`, commits it (file and directory fsynced; see
+//!   posthorn-queue's durability contract), answers `Queued` with the queue ID, and wakes
+//!   qmgr.
+//!
+//! # Security
+//! Runs as `mail_owner`; trusts no client: every record is length- and CRC-checked and a
+//! malformed stream aborts that message with an error reply.
+//!
+//! # Diagnostics
+//! `QUEUEID: message-id=<...>` per message; problems as `warning:` lines.
+//!
+//! # Configuration parameters
+//! `message_size_limit`, `header_size_limit`, `myhostname`, `myorigin`, `queue_directory`.
+
+mod message;
+
+use std::os::unix::net::UnixStream;
+
+use posthorn_proto::cleanup::{self, Reply, Request};
+use posthorn_proto::{Conn, ProtoError};
+use posthorn_server::Daemon;
+
+fn main() {
+    let daemon = posthorn_server::start("cleanup");
+    let mut qmgr: Option<UnixStream> = None;
+    daemon.serve_single(|d, stream| {
+        if let Err(e) = serve(d, stream, &mut qmgr) {
+            match e {
+                ProtoError::Closed => {}
+                e => log::warn!("cleanup client: {e}"),
+            }
+        }
+    });
+}
+
+fn serve(d: &Daemon, stream: UnixStream, qmgr: &mut Option<UnixStream>) -> Result<(), ProtoError> {
+    let mut conn = Conn::new(stream)?;
+    conn.greet(cleanup::PROTOCOL, cleanup::VERSION)?;
+    let settings = message::Settings::from_config(&d.config);
+    loop {
+        if !conn.has_buffered() && !d.wait_readable(conn.stream(), None) {
+            return Ok(());
+        }
+        let req = Request::decode(conn.read_frame()?)?;
+        let Request::Begin { flags, origin } = req else {
+            return Err(ProtoError::bad("expected Begin"));
+        };
+        let mut msg = message::Message::new(&settings, &d.layout, flags, origin);
+        let reply = loop {
+            match Request::decode(conn.read_frame()?)? {
+                Request::Records(data) => msg.feed(&data),
+                Request::Commit => break Some(msg.finish()),
+                Request::Abort => break None,
+                Request::Begin { .. } => return Err(ProtoError::bad("Begin inside a message")),
+            }
+        };
+        let Some(reply) = reply else { continue };
+        if let Reply::Queued { .. } = &reply {
+            wake_qmgr(d, qmgr);
+        }
+        conn.send(&reply.frame())?;
+        conn.flush()?;
+    }
+}
+
+/// Tells qmgr that `incoming/` has new mail, over a connection kept open between messages.
+fn wake_qmgr(d: &Daemon, qmgr: &mut Option<UnixStream>) {
+    use std::io::Write;
+    for _ in 0..2 {
+        if qmgr.is_none() {
+            *qmgr = UnixStream::connect(d.layout.public_socket(posthorn_proto::service::QMGR)).ok();
+            if let Some(s) = qmgr {
+                let _ = s.set_nonblocking(true);
+            }
+        }
+        match qmgr
+            .as_mut()
+            .map(|s| s.write(&[posthorn_proto::trigger::SCAN_INCOMING]))
+        {
+            Some(Ok(_)) => return,
+            // A full buffer means qmgr already has triggers to read.
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            _ => *qmgr = None,
+        }
+    }
+}

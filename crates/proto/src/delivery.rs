@@ -1,0 +1,176 @@
+//! `delivery_protocol`: qmgr asks a delivery agent to deliver some recipients of one queue
+//! file; the agent answers with one status per recipient. The agent reads the envelope and
+//! content from the queue file itself (it is trusted to read the queue, not to change it:
+//! qmgr records the results).
+
+use crate::{Frame, FrameReader, ProtoError};
+
+/// Protocol name announced by delivery agents.
+pub const PROTOCOL: &str = "delivery_protocol";
+/// Protocol version.
+pub const VERSION: u64 = 1;
+
+/// One recipient to deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rcpt {
+    /// Offset of its record in the queue file (identifies it in the reply).
+    pub offset: u64,
+    /// The address.
+    pub address: String,
+    /// The original address ("" if none).
+    pub orig: String,
+}
+
+/// A delivery request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deliver {
+    /// Queue directory name (`active`).
+    pub queue_name: String,
+    /// Queue ID.
+    pub queue_id: String,
+    /// Next hop from address resolution (for local: the domain).
+    pub nexthop: String,
+    /// The recipients.
+    pub rcpts: Vec<Rcpt>,
+}
+
+/// The outcome for one recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered.
+    Sent,
+    /// Temporary failure: retry later.
+    Deferred,
+    /// Permanent failure: notify the sender.
+    Bounced,
+}
+
+/// One recipient's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The recipient's record offset (from the request).
+    pub offset: u64,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Enhanced status code.
+    pub dsn: String,
+    /// The `relay=` text for the log (`local`, `virtual`, `host[addr]:port`).
+    pub relay: String,
+    /// The reason or server reply, for logs and notices.
+    pub reason: String,
+}
+
+impl Deliver {
+    /// Encodes the request.
+    pub fn frame(&self) -> Frame {
+        Frame::new(b'D')
+            .str(&self.queue_name)
+            .str(&self.queue_id)
+            .str(&self.nexthop)
+            .list(&self.rcpts, |r| {
+                Frame::new(0).u64(r.offset).str(&r.address).str(&r.orig)
+            })
+    }
+
+    /// Decodes a request.
+    pub fn decode(mut r: FrameReader<'_>) -> Result<Deliver, ProtoError> {
+        if r.kind != b'D' {
+            return Err(ProtoError::bad("delivery: expected request"));
+        }
+        let d = Deliver {
+            queue_name: r.str()?,
+            queue_id: r.str()?,
+            nexthop: r.str()?,
+            rcpts: r.list(|r| {
+                Ok(Rcpt {
+                    offset: r.u64()?,
+                    address: r.str()?,
+                    orig: r.str()?,
+                })
+            })?,
+        };
+        r.finish()?;
+        Ok(d)
+    }
+}
+
+fn outcome_code(o: Outcome) -> u64 {
+    match o {
+        Outcome::Sent => 0,
+        Outcome::Deferred => 1,
+        Outcome::Bounced => 2,
+    }
+}
+
+/// Encodes a reply.
+pub fn reply_frame(st: &[Status]) -> Frame {
+    Frame::new(b'S').list(st, |s| {
+        Frame::new(0)
+            .u64(s.offset)
+            .u64(outcome_code(s.outcome))
+            .str(&s.dsn)
+            .str(&s.relay)
+            .str(&s.reason)
+    })
+}
+
+/// Decodes a reply.
+pub fn decode_reply(mut r: FrameReader<'_>) -> Result<Vec<Status>, ProtoError> {
+    if r.kind != b'S' {
+        return Err(ProtoError::bad("delivery: expected status"));
+    }
+    let v = r.list(|r| {
+        let offset = r.u64()?;
+        let outcome = match r.u64()? {
+            0 => Outcome::Sent,
+            1 => Outcome::Deferred,
+            2 => Outcome::Bounced,
+            n => return Err(ProtoError::bad(format!("delivery: outcome {n}"))),
+        };
+        Ok(Status {
+            offset,
+            outcome,
+            dsn: r.str()?,
+            relay: r.str()?,
+            reason: r.str()?,
+        })
+    })?;
+    r.finish()?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let d = Deliver {
+            queue_name: "active".into(),
+            queue_id: "Q".into(),
+            nexthop: "example.org".into(),
+            rcpts: vec![Rcpt {
+                offset: 9,
+                address: "a@b".into(),
+                orig: "".into(),
+            }],
+        };
+        let e = d.frame().encode();
+        assert_eq!(
+            Deliver::decode(FrameReader::new(&e[4..]).unwrap()).unwrap(),
+            d
+        );
+        let st = vec![Status {
+            offset: 9,
+            outcome: Outcome::Bounced,
+            dsn: "5.1.1".into(),
+            relay: "local".into(),
+            reason: "unknown user".into(),
+        }];
+        let e = reply_frame(&st).encode();
+        assert_eq!(
+            decode_reply(FrameReader::new(&e[4..]).unwrap()).unwrap(),
+            st
+        );
+    }
+}

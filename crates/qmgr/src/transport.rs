@@ -1,0 +1,204 @@
+//! Connections to delivery agents and to bounce, one worker thread per connection.
+//!
+//! The scheduler (main thread) owns all queue state; workers only carry one request at a
+//! time over a long-lived connection to an agent and hand the answer back through a
+//! channel, waking the scheduler's poll with a byte on a socket pair. This is the "small,
+//! justified thread model": agents answer synchronously, and a blocked agent must not
+//! stall the scheduler.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use posthorn_proto::bounce::{self, Notify};
+use posthorn_proto::delivery::{self, Deliver, Status};
+use posthorn_proto::{Conn, ProtoError};
+
+/// What a worker is asked to do.
+pub enum Work {
+    /// A delivery request to an agent.
+    Deliver(Deliver),
+    /// A notice request to bounce.
+    Notify(Notify),
+}
+
+/// A job and its identity.
+pub struct Job {
+    /// Sequence number, to match the answer.
+    pub seq: u64,
+    /// The request.
+    pub work: Work,
+}
+
+/// A worker's answer.
+pub enum Answer {
+    /// Per-recipient statuses from an agent.
+    Delivered(Vec<Status>),
+    /// The bounce daemon's reply.
+    Notified(bounce::Reply),
+    /// The agent could not be reached or broke the protocol.
+    Failed(String),
+}
+
+/// A finished job.
+pub struct Done {
+    /// The job's sequence number.
+    pub seq: u64,
+    /// When the worker started on it.
+    pub started: Instant,
+    /// The answer.
+    pub answer: Answer,
+}
+
+struct Pool {
+    tx: Sender<Job>,
+    rx: Arc<Mutex<Receiver<Job>>>,
+    workers: usize,
+    limit: usize,
+    socket: PathBuf,
+    queued: usize,
+}
+
+/// All transports' worker pools.
+pub struct Transports {
+    pools: HashMap<String, Pool>,
+    done_tx: Sender<Done>,
+    wake: UnixStream,
+}
+
+impl Transports {
+    /// Creates the pools' shared answer channel; `wake` is written to on every answer.
+    pub fn new(done_tx: Sender<Done>, wake: UnixStream) -> Self {
+        Transports {
+            pools: HashMap::new(),
+            done_tx,
+            wake,
+        }
+    }
+
+    /// Queues a job for `transport` (socket `socket`, at most `limit` connections).
+    pub fn submit(&mut self, transport: &str, socket: PathBuf, limit: usize, job: Job) {
+        let pool = self.pools.entry(transport.to_string()).or_insert_with(|| {
+            let (tx, rx) = channel();
+            Pool {
+                tx,
+                rx: Arc::new(Mutex::new(rx)),
+                workers: 0,
+                limit: limit.max(1),
+                socket: socket.clone(),
+                queued: 0,
+            }
+        });
+        pool.queued += 1;
+        if pool.workers < pool.limit && pool.queued > 0 {
+            pool.workers += 1;
+            let rx = Arc::clone(&pool.rx);
+            let done = self.done_tx.clone();
+            let wake = self.wake.try_clone().ok();
+            let socket = pool.socket.clone();
+            let name = transport.to_string();
+            std::thread::Builder::new()
+                .name(format!("{name}-worker"))
+                .spawn(move || worker(&socket, &rx, &done, wake))
+                .unwrap_or_else(|e| {
+                    posthorn_log::fatal(format!("cannot start a worker thread: {e}"))
+                });
+        }
+        // The receiver lives as long as any worker; a send error means every worker died,
+        // which they only do on channel shutdown.
+        let _ = pool.tx.send(job);
+    }
+
+    /// Records that a job of `transport` finished (for the spawn decision).
+    pub fn finished(&mut self, transport: &str) {
+        if let Some(p) = self.pools.get_mut(transport) {
+            p.queued = p.queued.saturating_sub(1);
+        }
+    }
+}
+
+fn worker(
+    socket: &std::path::Path,
+    rx: &Arc<Mutex<Receiver<Job>>>,
+    done: &Sender<Done>,
+    wake: Option<UnixStream>,
+) {
+    let mut conn: Option<Conn> = None;
+    loop {
+        let job = {
+            let Ok(guard) = rx.lock() else { return };
+            match guard.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            }
+        };
+        let started = Instant::now();
+        let mut answer = Answer::Failed(String::new());
+        for attempt in 0..2 {
+            answer = match run(&mut conn, socket, &job.work) {
+                Ok(a) => a,
+                Err(e) => {
+                    conn = None;
+                    // A stale connection (agent exited after max_use) gets one retry.
+                    if attempt == 0 && matches!(e, ProtoError::Closed | ProtoError::Io(_)) {
+                        continue;
+                    }
+                    Answer::Failed(e.to_string())
+                }
+            };
+            break;
+        }
+        if done
+            .send(Done {
+                seq: job.seq,
+                started,
+                answer,
+            })
+            .is_err()
+        {
+            return;
+        }
+        if let Some(w) = &wake {
+            let _ = (&*w).write(&[1]);
+        }
+    }
+}
+
+fn run(
+    conn: &mut Option<Conn>,
+    socket: &std::path::Path,
+    work: &Work,
+) -> Result<Answer, ProtoError> {
+    let (proto, version) = match work {
+        Work::Deliver(_) => (delivery::PROTOCOL, delivery::VERSION),
+        Work::Notify(_) => (bounce::PROTOCOL, bounce::VERSION),
+    };
+    if conn.is_none() {
+        *conn = Some(Conn::connect(
+            socket,
+            proto,
+            version,
+            Some(Duration::from_secs(3600)),
+        )?);
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(ProtoError::Closed);
+    };
+    match work {
+        Work::Deliver(d) => {
+            c.send(&d.frame())?;
+            c.flush()?;
+            let st = delivery::decode_reply(c.read_frame()?)?;
+            Ok(Answer::Delivered(st))
+        }
+        Work::Notify(n) => {
+            c.send(&n.frame())?;
+            c.flush()?;
+            Ok(Answer::Notified(bounce::Reply::decode(c.read_frame()?)?))
+        }
+    }
+}
