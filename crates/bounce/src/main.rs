@@ -15,8 +15,9 @@
 //!   failure, delay or success notice only when its NOTIFY allows it (no NOTIFY = failures
 //!   and delays, as Postfix); RET=HDRS returns only the headers; ENVID is reported.
 //! - Mail from the null sender is never bounced to its sender: a failed notice becomes a
-//!   "double bounce" sent to `2bounce_notice_recipient` from `double-bounce@$myorigin`,
-//!   and a double bounce that fails in turn is discarded (logged).
+//!   "double bounce" sent to `2bounce_notice_recipient` from
+//!   `$double_bounce_sender@$myorigin`, and a double bounce that fails in turn is discarded
+//!   (`undeliverable postmaster notification discarded`, as Postfix logs it).
 //!
 //! # Security
 //! Runs as `mail_owner`; reads queue files, talks to cleanup.
@@ -29,7 +30,7 @@
 //! as Postfix logs them.
 //!
 //! # Configuration parameters
-//! `myhostname`, `myorigin`, `2bounce_notice_recipient`, `maximal_queue_lifetime`.
+//! `myhostname`, `myorigin`, `2bounce_notice_recipient`, `double_bounce_sender`.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -104,7 +105,14 @@ fn notify(d: &Daemon, cleanup: &mut Option<CleanupClient>, req: &Notify) -> Resu
     let qf = QueueFile::open_read_only(&d.layout.path(q, &id)).map_err(|e| e.to_string())?;
     let env = &qf.envelope;
     let myorigin = d.config.get("myorigin");
-    let double_bounce = format!("double-bounce@{myorigin}");
+    let double_bounce = format!("{}@{myorigin}", d.config.get("double_bounce_sender"));
+    // A postmaster notice that itself fails is the end of the line: Postfix discards it.
+    if env.sender.eq_ignore_ascii_case(&double_bounce) {
+        if req.kind == NoticeKind::Failure {
+            log::warn!("{id}: undeliverable postmaster notification discarded");
+        }
+        return Ok(String::new());
+    }
 
     let mut rcpts = Vec::new();
     for e in &req.entries {
@@ -169,23 +177,31 @@ fn notify(d: &Daemon, cleanup: &mut Option<CleanupClient>, req: &Notify) -> Resu
         .read_to_end(&mut original)
         .map_err(|e| e.to_string())?;
     let host = d.config.get("myhostname");
-    let notice = posthorn_message::compose_dsn(&DsnRequest {
-        reporting_mta: &host,
-        queue_id: id.as_str(),
-        arrival: env.arrival.unwrap_or_else(SystemTime::now),
-        sender: &env.sender,
-        postmaster: "postmaster",
-        recipients: &rcpts,
-        original: &original,
-        return_full: !env
-            .ret
-            .as_deref()
-            .is_some_and(|r| r.eq_ignore_ascii_case("HDRS")),
-        envid: env.envid.as_deref(),
-        now: SystemTime::now(),
-        mail_name: "posthorn",
-        boundary_seed: id.as_str(),
-    });
+    let opts = posthorn_message::DsnOptions {
+        maximal_queue_lifetime: d.config.get_duration("maximal_queue_lifetime"),
+        postmaster_copy: !sender.is_empty(),
+        ..Default::default()
+    };
+    let notice = posthorn_message::compose_dsn_with(
+        &DsnRequest {
+            reporting_mta: &host,
+            queue_id: id.as_str(),
+            arrival: env.arrival.unwrap_or_else(SystemTime::now),
+            sender: &env.sender,
+            postmaster: "postmaster",
+            recipients: &rcpts,
+            original: &original,
+            return_full: !env
+                .ret
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case("HDRS")),
+            envid: env.envid.as_deref(),
+            now: SystemTime::now(),
+            mail_name: "posthorn",
+            boundary_seed: id.as_str(),
+        },
+        &opts,
+    );
     let to = posthorn_message::qualify(&to, &myorigin);
     let origin = Origin {
         kind: "bounce".into(),

@@ -86,10 +86,10 @@ fn wake_qmgr(d: &Daemon, qmgr: &mut Option<UnixStream>) {
     use std::io::Write;
     for _ in 0..2 {
         if qmgr.is_none() {
-            *qmgr = UnixStream::connect(d.layout.public_socket(posthorn_proto::service::QMGR)).ok();
-            if let Some(s) = qmgr {
-                let _ = s.set_nonblocking(true);
-            }
+            *qmgr = posthorn_proto::trigger::connect_nonblocking(
+                &d.layout.public_socket(posthorn_proto::service::QMGR),
+            )
+            .ok();
         }
         match qmgr
             .as_mut()

@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use posthorn_config::Config;
-use posthorn_message::{Fixups, Header, HeaderBlock};
+use posthorn_message::Fixups;
 use posthorn_proto::cleanup::{FLAG_EXTRACT_RECIPIENTS, Origin, Reply};
 use posthorn_queue::file::{Envelope, NewQueueFile, Recipient, SizeRecord};
 use posthorn_queue::record::{RecordError, RecordReader, kind};
@@ -171,7 +171,8 @@ impl<'a> Message<'a> {
                 kind::NORM => self.content(p)?,
                 kind::XTRA => {
                     if let Phase::Headers = self.phase {
-                        self.write_head()?;
+                        let all = self.head.len();
+                        self.write_head(all)?;
                     }
                     self.phase = Phase::Done;
                 }
@@ -200,9 +201,20 @@ impl<'a> Message<'a> {
         match self.phase {
             Phase::Headers => {
                 self.head.extend_from_slice(p);
-                let ended = self.head.starts_with(b"\n") || memfind(&self.head, b"\n\n").is_some();
-                if ended || self.head.len() > self.s.header_limit {
-                    self.write_head()?;
+                // Only complete lines decide where the header block ends.
+                let complete = self
+                    .head
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                let prefix = &self.head[..complete];
+                let (_, body_at) = posthorn_message::split_header_ranges(prefix);
+                let ended = complete > 0
+                    && (body_at < complete || prefix.ends_with(b"\n\n") || prefix == b"\n");
+                // A header block larger than the cap is cut at a line boundary; the rest is
+                // treated as body (degenerate input; nothing is lost, nothing is split mid-line).
+                if ended || complete > self.s.header_limit {
+                    self.write_head(complete)?;
                     self.phase = Phase::Body;
                 }
             }
@@ -218,12 +230,18 @@ impl<'a> Message<'a> {
     }
 
     /// Fixes the headers, settles the recipients, creates the queue file and writes the
-    /// envelope, the `M` record and the headers (and any body bytes already received).
-    fn write_head(&mut self) -> Result<(), Reply> {
-        let head = std::mem::take(&mut self.head);
-        let (mut headers, body_at) = posthorn_message::split_headers(&head);
+    /// envelope, the `M` record, the headers and any body bytes already received. The first
+    /// `head_len` bytes of the buffer hold the header block (whole lines); header bytes are
+    /// copied as they came (8-bit included), only removed or added headers change.
+    fn write_head(&mut self, head_len: usize) -> Result<(), Reply> {
+        let buf = std::mem::take(&mut self.head);
+        let head = &buf[..head_len];
+        let (ranges, body_at) = posthorn_message::split_header_ranges(head);
+        let (mut headers, _) = posthorn_message::split_headers(head);
         let now = SystemTime::now();
-        if self.env.arrival.is_none() {
+        // A local user's file says when it was submitted; never trust a time in the future
+        // (it would keep the message from ever expiring).
+        if self.env.arrival.is_none_or(|t| t > now) {
             self.env.arrival = Some(now);
         }
         let s = self.s;
@@ -242,7 +260,8 @@ impl<'a> Message<'a> {
                 }
             }
         }
-        for name in ["Bcc", "Resent-Bcc", "Return-Path"] {
+        const REMOVED: [&str; 3] = ["Bcc", "Resent-Bcc", "Return-Path"];
+        for name in REMOVED {
             headers.remove_all(name);
         }
         let mut seen = std::collections::HashSet::new();
@@ -271,33 +290,49 @@ impl<'a> Message<'a> {
             full_name: self.env.full_name.as_deref(),
             now: self.env.arrival.unwrap_or(now),
         };
+        let mut out = Vec::with_capacity(buf.len() + 512);
         if self.origin.kind == "local" {
             let single =
                 (self.env.recipients.len() == 1).then(|| self.env.recipients[0].address.clone());
             let uid = u32::try_from(self.origin.uid).unwrap_or(u32::MAX);
-            if let Some(h) = Header::parse(&posthorn_message::received_local(
-                &fx,
-                uid,
-                single.as_deref(),
-            )) {
-                headers.prepend(h);
-            }
+            out.extend_from_slice(
+                posthorn_message::received_local(&fx, uid, single.as_deref()).as_bytes(),
+            );
+            out.push(b'\n');
         }
+        for r in &ranges {
+            let raw = &head[r.clone()];
+            let name_end = raw.iter().position(|&b| b == b':').unwrap_or(0);
+            let name = String::from_utf8_lossy(&raw[..name_end]);
+            if REMOVED
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.trim_end()))
+            {
+                continue;
+            }
+            out.extend_from_slice(raw);
+            out.push(b'\n');
+        }
+        let before = headers.headers.len();
         posthorn_message::add_missing_headers(&mut headers, &fx);
+        for h in &headers.headers[before..] {
+            out.extend_from_slice(h.raw.as_bytes());
+            out.push(b'\n');
+        }
         let msgid = headers
             .get("Message-ID")
             .map(|h| h.unfolded_value())
             .unwrap_or_default();
+        // split_header_ranges consumed the empty separator line (if any); the rewritten
+        // header block is always followed by one.
+        out.push(b'\n');
+        out.extend_from_slice(&head[body_at.min(head.len())..]);
+        out.extend_from_slice(&buf[head_len..]);
 
         self.env
             .write_records(file.writer())
             .map_err(|e| io_fail(QueueError::io(file.path(), e)))?;
         self.content_offset = file.put(kind::MESG, b"").map_err(io_fail)?;
-        let mut out = HeaderBlock::to_bytes(&headers);
-        // split_headers consumed the empty separator line (if any); the rewritten header
-        // block is always followed by one.
-        out.push(b'\n');
-        out.extend_from_slice(&head[body_at.min(head.len())..]);
         self.size = out.len() as u64;
         file.put_content(&out).map_err(io_fail)?;
         log::info!("{id}: message-id={}", msgid.trim());
@@ -342,8 +377,4 @@ impl<'a> Message<'a> {
 fn io_fail(e: QueueError) -> Reply {
     log::warn!("{e}");
     temp(format!("queue file write error: {e}"))
-}
-
-fn memfind(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
 }

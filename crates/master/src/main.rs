@@ -139,7 +139,7 @@ fn main() {
         settings,
         services: Vec::new(),
     };
-    sup.open_services();
+    sup.open_services(false);
     log::info!(
         "daemon started -- version {}, configuration {}",
         sup.settings.config.get("mail_version"),
@@ -196,7 +196,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn open_services(&mut self) {
+    fn open_services(&mut self, reloading: bool) {
         let layout = posthorn_server::layout_of(&self.settings.config);
         if let Err(e) = layout.create_tree(&posthorn_queue::DirOwner::default()) {
             posthorn_log::fatal(format!("queue directory: {e}"));
@@ -212,6 +212,12 @@ impl Supervisor {
                 }
                 None => match Service::open(def, &self.settings.config, &layout) {
                     Ok(s) => s,
+                    // At start a service that cannot listen is fatal; on reload the running
+                    // system must not die for a typo: skip the new service and say so.
+                    Err(e) if reloading => {
+                        log::error!("{e}; service not started");
+                        continue;
+                    }
                     Err(e) => posthorn_log::fatal(e),
                 },
             };
@@ -219,6 +225,7 @@ impl Supervisor {
         }
         for mut s in old {
             s.terminate_all();
+            s.remove_socket();
             // Its children are still reaped: keep it until they are gone.
             s.retired = true;
             self.services.push(s);
@@ -346,7 +353,7 @@ impl Supervisor {
                 for s in &mut self.services {
                     s.terminate_all();
                 }
-                self.open_services();
+                self.open_services(true);
                 log::info!(
                     "reload -- version {}, configuration {}",
                     self.settings.config.get("mail_version"),

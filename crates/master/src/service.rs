@@ -173,11 +173,9 @@ impl Service {
             return;
         }
         self.next_wakeup = Some(now + Duration::from_secs(w.seconds));
-        if let Some(p) = &self.socket_path
-            && let Ok(s) = UnixStream::connect(p)
-        {
-            s.set_nonblocking(true).ok();
-            let _ = (&s).write_all_nonblocking(&[posthorn_proto::trigger::WAKEUP]);
+        if let Some(p) = &self.socket_path {
+            // Never blocks master: a full backlog means the service has work queued anyway.
+            let _ = posthorn_proto::trigger::send(p, &[posthorn_proto::trigger::WAKEUP]);
         }
     }
 
@@ -317,7 +315,8 @@ impl Service {
     /// Removes the Unix socket at shutdown.
     pub fn remove_socket(&self) {
         if let Some(p) = &self.socket_path {
-            let _ = fs::remove_file(p);
+            // Never blocks master: a full backlog means the service has work queued anyway.
+            let _ = posthorn_proto::trigger::send(p, &[posthorn_proto::trigger::WAKEUP]);
         }
     }
 }
@@ -346,16 +345,4 @@ fn inet_hosts(config: &Config) -> Vec<String> {
         out.push("0.0.0.0".to_string());
     }
     out
-}
-
-trait WriteNonblocking {
-    fn write_all_nonblocking(&self, b: &[u8]) -> std::io::Result<()>;
-}
-
-impl WriteNonblocking for &UnixStream {
-    fn write_all_nonblocking(&self, b: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
-        let mut s: &UnixStream = self;
-        s.write_all(b)
-    }
 }

@@ -113,6 +113,9 @@ pub struct DsnOptions {
     pub bounce_size_limit: usize,
     /// Fixed zone (UTC offset in seconds, abbreviation) for dates; `None` uses local time.
     pub zone: Option<(i32, String)>,
+    /// A postmaster copy (double bounce): Postfix's subject "Postmaster Copy: Undelivered
+    /// Mail" instead of the sender's.
+    pub postmaster_copy: bool,
 }
 
 impl Default for DsnOptions {
@@ -122,6 +125,7 @@ impl Default for DsnOptions {
             delay_warning_time: None,
             bounce_size_limit: 50_000,
             zone: None,
+            postmaster_copy: false,
         }
     }
 }
@@ -215,7 +219,12 @@ pub fn compose_dsn_with(r: &DsnRequest, opts: &DsnOptions) -> Vec<u8> {
     out.line(&format!(
         "From: MAILER-DAEMON@{host} (Mail Delivery System)"
     ));
-    out.line(&format!("Subject: {}", kind.subject()));
+    let subject = if opts.postmaster_copy && kind == NoticeKind::Failure {
+        "Postmaster Copy: Undelivered Mail"
+    } else {
+        kind.subject()
+    };
+    out.line(&format!("Subject: {subject}"));
     let to = if sender.is_empty() {
         postmaster.clone()
     } else {

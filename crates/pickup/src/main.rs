@@ -234,6 +234,7 @@ fn return_to_sender(
             .collect()
     };
     let host = d.config.get("myhostname");
+    let sender = posthorn_message::qualify(&env.sender, &d.config.get("myorigin"));
     let id = qf
         .path
         .file_name()
@@ -244,7 +245,7 @@ fn return_to_sender(
         reporting_mta: &host,
         queue_id: &id,
         arrival: env.arrival.unwrap_or_else(SystemTime::now),
-        sender: &env.sender,
+        sender: &sender,
         postmaster: "postmaster",
         recipients: &rcpts,
         original: &original,

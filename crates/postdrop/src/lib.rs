@@ -25,8 +25,8 @@
 //! order: `T`, `F`, `S`, `A`, `i`, `<`, and `O`/`n`/`o` before each `R`; then `M`, `N`
 //! content blocks, `X`, and `E`. Only the attributes `rewrite_context` (`local` or
 //! `remote`) and `extract_recipients` are accepted; every other record type, value or order
-//! is refused (see the `stream` module). Content larger than twice `message_size_limit` is
-//! refused early; cleanup enforces the real limit.
+//! is refused (see the `stream` module). Content larger than `message_size_limit` is
+//! refused at once (exit 69, as Postfix); cleanup enforces the limit again.
 //!
 //! # Outputs
 //!
@@ -80,7 +80,7 @@
 //!
 //! - `alternate_config_directories` (read from the default `main.cf` only).
 //! - `queue_directory`, `hash_queue_names`, `hash_queue_depth`: where `maildrop/` is.
-//! - `message_size_limit`: the size guard (twice this; 0 means none).
+//! - `message_size_limit`: content larger than this is refused (0 means no limit).
 //! - `maillog_file`, `syslog_facility`, `syslog_name`: logging.
 //!
 //! # Files
@@ -193,7 +193,7 @@ pub fn run() -> i32 {
         depth,
     );
     let limit = cfg.get_size("message_size_limit");
-    let max_content = (limit > 0).then(|| limit.saturating_mul(2));
+    let max_content = (limit > 0).then_some(limit);
 
     let guard = SignalGuard::install();
     let mut file = match guard.create(|| NewQueueFile::create(&layout, QueueName::Maildrop)) {

@@ -61,9 +61,11 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    /// The sysexits code: 75 for I/O trouble, 65 for everything the input is to blame for.
+    /// The sysexits code: 75 for I/O trouble, 69 for a message over message_size_limit
+    /// (what Postfix's sendmail exits with), 65 for everything else the input is to blame for.
     pub fn exit_code(&self) -> i32 {
         match self {
+            StreamError::TooBig => 69,
             StreamError::Read(_) | StreamError::Write(_) => EX_TEMPFAIL,
             StreamError::Malformed(RecordError::Io(_)) => EX_TEMPFAIL,
             _ => EX_DATAERR,
@@ -444,7 +446,7 @@ mod tests {
         assert!(run(&stream(&good()), Some(18)).is_ok());
         let e = run(&stream(&good()), Some(17)).unwrap_err();
         assert_eq!(e.to_string(), "message file too big");
-        assert_eq!(e.exit_code(), 65);
+        assert_eq!(e.exit_code(), 69);
     }
 
     #[test]

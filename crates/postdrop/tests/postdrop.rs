@@ -216,12 +216,12 @@ fn forbidden_records_are_refused() {
 }
 
 #[test]
-fn the_size_guard_is_twice_message_size_limit() {
+fn content_over_message_size_limit_is_refused() {
     let inst = instance("message_size_limit = 100\n");
-    let out = postdrop(&inst, &submission(&envelope(), &[b'a'; 200], true));
+    let out = postdrop(&inst, &submission(&envelope(), &[b'a'; 100], true));
     assert!(out.status.success(), "{out:?}");
-    let out = postdrop(&inst, &submission(&envelope(), &[b'a'; 201], true));
-    assert_eq!(out.status.code(), Some(65));
+    let out = postdrop(&inst, &submission(&envelope(), &[b'a'; 101], true));
+    assert_eq!(out.status.code(), Some(69));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("message file too big"),
         "{out:?}"

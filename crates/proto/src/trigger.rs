@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
 
 /// Wake up and do the regular work.
 pub const WAKEUP: u8 = b'W';
@@ -25,9 +24,26 @@ pub fn is_trigger(b: u8) -> bool {
     )
 }
 
-/// Sends trigger bytes to the socket at `path` and closes the connection.
+/// Connects to a trigger socket without ever blocking: when the server's listen backlog is
+/// full (it is busy and has triggers waiting anyway) this fails with `WouldBlock` instead of
+/// stalling the caller (master, cleanup). The stream is non-blocking.
+pub fn connect_nonblocking(path: &Path) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    Ok(UnixStream::from(fd))
+}
+
+/// Sends trigger bytes to the socket at `path` and closes the connection; never blocks
+/// (a trigger that cannot be delivered now is dropped: the next one or the next wakeup
+/// does the work).
 pub fn send(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut s = UnixStream::connect(path)?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut s = connect_nonblocking(path)?;
     s.write_all(bytes)
 }

@@ -137,21 +137,15 @@ fn worker(
             }
         };
         let started = Instant::now();
-        let mut answer = Answer::Failed(String::new());
-        for attempt in 0..2 {
-            answer = match run(&mut conn, socket, &job.work) {
-                Ok(a) => a,
-                Err(e) => {
-                    conn = None;
-                    // A stale connection (agent exited after max_use) gets one retry.
-                    if attempt == 0 && matches!(e, ProtoError::Closed | ProtoError::Io(_)) {
-                        continue;
-                    }
-                    Answer::Failed(e.to_string())
-                }
-            };
-            break;
-        }
+        // A request is written at most once: a second attempt after a failure could deliver
+        // twice (the agent may have delivered before it died). Failures defer instead.
+        let answer = match run(&mut conn, socket, &job.work) {
+            Ok(a) => a,
+            Err(e) => {
+                conn = None;
+                Answer::Failed(e.to_string())
+            }
+        };
         if done
             .send(Done {
                 seq: job.seq,
@@ -168,6 +162,17 @@ fn worker(
     }
 }
 
+/// Whether a kept connection was closed (or spoke out of turn) while idle.
+fn is_stale(c: &Conn) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    if c.has_buffered() {
+        return true;
+    }
+    let mut fds = [PollFd::new(c.stream().as_fd(), PollFlags::POLLIN)];
+    !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+}
+
 fn run(
     conn: &mut Option<Conn>,
     socket: &std::path::Path,
@@ -177,6 +182,11 @@ fn run(
         Work::Deliver(_) => (delivery::PROTOCOL, delivery::VERSION),
         Work::Notify(_) => (bounce::PROTOCOL, bounce::VERSION),
     };
+    // An agent closes its end after max_use requests or max_idle seconds: notice that
+    // before writing, so a request is never sent into a dead connection.
+    if conn.as_ref().is_some_and(is_stale) {
+        *conn = None;
+    }
     if conn.is_none() {
         *conn = Some(Conn::connect(
             socket,

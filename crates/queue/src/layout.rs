@@ -116,7 +116,8 @@ impl QueueLayout {
         QueueLayout {
             root: root.into(),
             hashed,
-            depth: depth.clamp(1, 16),
+            // Queue IDs give five hex characters of hash (the %05X microseconds).
+            depth: depth.clamp(1, 5),
         }
     }
 
