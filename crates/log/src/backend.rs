@@ -193,17 +193,17 @@ fn tag(syslog_name: &str, process: &str) -> String {
     }
 }
 
-/// One file/stderr line stamped now.
+/// One file/stderr line stamped now, in local time.
 fn file_line(host: &str, tag: &str, body: &str) -> String {
     let now = SystemTime::now();
     let stamp = format::timestamp(now, local_offset(now));
     format::line(&stamp, host, tag, std::process::id(), body)
 }
 
-/// Seconds east of UTC at `now`.
-// TODO(local time): always UTC for now; see the crate doc.
-fn local_offset(_now: SystemTime) -> i64 {
-    0
+/// Seconds east of UTC at `now` in the process's zone (`TZ`, else `/etc/localtime`), which
+/// [`crate::init`] loaded before any chroot.
+fn local_offset(now: SystemTime) -> i32 {
+    posthorn_message::time::local_offset(now).0
 }
 
 /// Writes `line` to stderr with one write(2) (stderr is unbuffered); errors are ignored, there

@@ -1,7 +1,9 @@
 //! Owns the text of a log record: severity words, the sanitised message, the timestamp and the
 //! `Mmm dd hh:mm:ss host syslog_name/process[pid]: text` layout of file and stderr lines.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use posthorn_message::time::civil;
 
 /// Longest message text kept in one record, in bytes; Postfix's `MSG_LOGGER_RECLEN` ("unlimited
 /// logging is a liability"). Longer text is cut at a character boundary.
@@ -76,46 +78,23 @@ pub(crate) fn line(stamp: &str, host: &str, tag: &str, pid: u32, body: &str) -> 
     format!("{stamp} {host} {tag}[{pid}]: {body}\n")
 }
 
-/// Formats `now` shifted by `offset_secs` as `Mmm dd hh:mm:ss`, the way Postfix's
-/// `msg_logger_print` does with `strftime("%b %d %H:%M:%S")`: the day is zero-padded (`Nov 05`).
-pub(crate) fn timestamp(now: SystemTime, offset_secs: i64) -> String {
+/// Formats `now` shifted by `offset_secs` (seconds east of UTC) as `Mmm dd hh:mm:ss`, the way
+/// Postfix's `msg_logger_print` does with `strftime("%b %d %H:%M:%S")`: the day is zero-padded
+/// (`Nov 05`).
+pub(crate) fn timestamp(now: SystemTime, offset_secs: i32) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = match now.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX / 2),
-    } + offset_secs;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (_, month, day) = civil_from_days(days);
-    let name = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
-    format!(
-        "{name} {day:02} {:02}:{:02}:{:02}",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Converts days since 1970-01-01 to (year, month 1..=12, day 1..=31) in the proleptic
-/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let (_, month, day, hour, min, sec, _) = civil(now, offset_secs);
+    // `month` is 1..=12; the modulo keeps any value in range.
+    let name = MONTHS[(month as usize + 11) % 12];
+    format!("{name} {day:02} {hour:02}:{min:02}:{sec:02}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -131,14 +110,14 @@ mod tests {
         // Offsets move across midnight and month ends.
         assert_eq!(timestamp(at(0), -1), "Dec 31 23:59:59");
         assert_eq!(timestamp(at(1_709_164_800), 3600), "Feb 29 01:00:00");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
+        // Local zones: 2025-11-25 15:40:05 UTC is 16:40:05 in Paris, 10:40:05 in New York.
+        assert_eq!(timestamp(at(1_764_085_205), 3600), "Nov 25 16:40:05");
+        assert_eq!(timestamp(at(1_764_085_205), -5 * 3600), "Nov 25 10:40:05");
+        // Before 1970 (a clock set wrong) still gives a valid date.
+        assert_eq!(
+            timestamp(UNIX_EPOCH - Duration::from_secs(86_400), 0),
+            "Dec 31 00:00:00"
+        );
     }
 
     #[test]

@@ -28,11 +28,12 @@
 //!
 //! Before [`init`], [`fatal`] and friends write to stderr as `posthorn/<argv0>`.
 //!
-//! **Time:** TODO(local time): timestamps of the file and stderr sinks are in **UTC** for now.
-//! Postfix writes local time; this crate has no safe way to learn the local offset without
-//! unsafe code or another crate, and `posthorn-message` offers no `time::local_offset` yet.
-//! Once it (or `posthorn-sys`) does, replace `backend::local_offset`. The syslog sink is not
-//! affected (syslogd stamps the records).
+//! **Time:** the file and stderr sinks stamp lines in local time, like Postfix, through
+//! `posthorn_message::time`: the zone comes from `TZ`, else `/etc/localtime` (UTC when neither
+//! is usable). [`init`] loads it, so a daemon that chroots afterwards (where the zoneinfo files
+//! are out of reach) keeps its zone as long as `TZ` does not change. Before [`init`] the zone is
+//! loaded on the first line written. The syslog sink is not affected (syslogd stamps the
+//! records).
 
 mod backend;
 mod file;
@@ -103,7 +104,10 @@ pub enum LogError {
 /// Installs the process-wide logger, or replaces its configuration when called again (after a
 /// reload, or once the service name is known). On error the previous configuration stays.
 /// Re-initialising with the same `maillog_file` keeps the open file, which matters after chroot.
+/// Also loads the local time zone (see the crate doc), so call it before any chroot.
 pub fn init(cfg: LogConfig) -> Result<(), LogError> {
+    // Read the local zone now: callers init before chroot(), after which it is out of reach.
+    posthorn_message::time::init_local_zone();
     let mut state = lock_state();
     let same_file = match (&cfg.sink, state.as_ref().and_then(Backend::file_path)) {
         (Sink::File(new), Some(old)) => new == old,
@@ -252,6 +256,8 @@ mod tests {
     const CHILD_MODE: &str = "POSTHORN_LOG_TEST_CHILD";
     /// Environment variable with the log file path for the child.
     const CHILD_FILE: &str = "POSTHORN_LOG_TEST_FILE";
+    /// Environment variable with the zone file the "zone" child removes after [`init`].
+    const CHILD_ZONE: &str = "POSTHORN_LOG_TEST_ZONE";
 
     fn file_config(path: &Path, process: &str, verbose: bool) -> LogConfig {
         LogConfig {
@@ -322,6 +328,11 @@ mod tests {
         init(cfg).unwrap();
         match mode.as_str() {
             "fatal" => fatal_with(75, "queue file write error"),
+            "zone" => {
+                // Like a chroot: the zone file is out of reach once init has run.
+                std::fs::remove_file(std::env::var_os(CHILD_ZONE).unwrap()).unwrap();
+                log::info!("zoned");
+            }
             "panic" => panic_msg("bad state"),
             writer => {
                 let pad = "x".repeat(300);
@@ -434,6 +445,62 @@ mod tests {
             next[n] += 1;
         }
         assert_eq!(next, [400; 4]);
+    }
+
+    /// A version 1 TZif file with one zone type: UTC+05:30, abbreviation `XST`.
+    fn tzif_plus_0530() -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend_from_slice(b"TZif\0");
+        d.extend_from_slice(&[0; 15]);
+        for count in [0u32, 0, 0, 0, 1, 4] {
+            d.extend_from_slice(&count.to_be_bytes());
+        }
+        d.extend_from_slice(&19_800i32.to_be_bytes());
+        d.extend_from_slice(&[0, 0]);
+        d.extend_from_slice(b"XST\0");
+        d
+    }
+
+    #[test]
+    fn lines_are_stamped_in_the_zone_loaded_by_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maillog");
+        let zoneinfo = dir.path().join("zoneinfo");
+        std::fs::create_dir(&zoneinfo).unwrap();
+        let zone = zoneinfo.join("Test_Zone");
+        std::fs::write(&zone, tzif_plus_0530()).unwrap();
+        let before = posthorn_message::time::unix_seconds(std::time::SystemTime::now());
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_MODE, "zone")
+            .env(CHILD_FILE, &path)
+            .env(CHILD_ZONE, &zone)
+            .env("TZDIR", &zoneinfo)
+            .env("TZ", "Test_Zone")
+            .output()
+            .unwrap();
+        let after = posthorn_message::time::unix_seconds(std::time::SystemTime::now());
+        assert!(out.status.success(), "{out:?}");
+        assert!(!zone.exists(), "the child removed the zone file after init");
+        let content = std::fs::read_to_string(&path).unwrap();
+        let line = content.lines().next().unwrap();
+        assert!(line.ends_with("]: zoned"), "{line}");
+        let stamp = &line[..15];
+        let expected: Vec<String> = (before..=after)
+            .map(|s| {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.unsigned_abs());
+                format::timestamp(t, 19_800)
+            })
+            .collect();
+        assert!(
+            expected.iter().any(|e| e == stamp),
+            "{stamp} not in {expected:?}"
+        );
     }
 
     #[test]

@@ -13,15 +13,16 @@
 //! to be delivered; a blank line between messages; then `-- N Kbytes in M Requests.`, or
 //! `Mail queue is empty`.
 //!
-//! TODO(local time): arrival times are printed in UTC; Postfix prints local time
-//! (`asctime(localtime())`). Switch to `posthorn_message::time::asctime_local` once that
-//! exists.
+//! Arrival times are local time, `asctime(localtime())` cut to 19 characters as in Postfix
+//! (`Wed Nov 25 15:40:05`), in the zone of `TZ` or `/etc/localtime` ([`format`]); [`format_in`]
+//! takes the zone explicitly.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use posthorn_message::time::{TimeZone, asctime_at, asctime_local, unix_seconds};
 use posthorn_queue::file::{QueueFile, is_complete, read_log};
 use posthorn_queue::{QueueId, QueueLayout, QueueName};
 
@@ -132,8 +133,22 @@ pub fn scan(layout: &QueueLayout) -> Result<Vec<Entry>, ScanError> {
     Ok(out)
 }
 
-/// Writes the listing of `entries` in `postqueue -p` format.
+/// Writes the listing of `entries` in `postqueue -p` format, arrival times in local time.
 pub fn format<W: Write>(entries: &[Entry], out: &mut W) -> io::Result<()> {
+    write_listing(entries, out, &asctime)
+}
+
+/// [`format`] with arrival times in `zone` instead of the process's local zone.
+pub fn format_in<W: Write>(entries: &[Entry], out: &mut W, zone: &TimeZone) -> io::Result<()> {
+    write_listing(entries, out, &|t| asctime_in(t, zone))
+}
+
+/// The listing, with `when` formatting the arrival times.
+fn write_listing<W: Write>(
+    entries: &[Entry],
+    out: &mut W,
+    when: &dyn Fn(SystemTime) -> String,
+) -> io::Result<()> {
     if entries.is_empty() {
         return writeln!(out, "Mail queue is empty");
     }
@@ -163,7 +178,7 @@ pub fn format<W: Write>(entries: &[Entry], out: &mut W) -> io::Result<()> {
             out,
             "{id:<17} {:>8} {:<19.19} {sender}",
             e.size,
-            asctime(e.arrival)
+            when(e.arrival)
         )?;
         let mut saved = "";
         for (rcpt, why) in &e.recipients {
@@ -190,42 +205,21 @@ pub fn format<W: Write>(entries: &[Entry], out: &mut W) -> io::Result<()> {
     )
 }
 
-/// `asctime()` without the year: `Thu Nov  5 10:00:00` (UTC, see the module's TODO).
+/// `asctime(localtime(t))` without the year: `Thu Nov  5 10:00:00`.
 pub fn asctime(t: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (_, month, day) = civil_from_days(days);
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02}",
-        DAYS[((days + 4) % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    without_year(asctime_local(t))
 }
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+/// [`asctime`] in `zone` instead of the process's local zone.
+pub fn asctime_in(t: SystemTime, zone: &TimeZone) -> String {
+    let (offset, _) = zone.offset_at(unix_seconds(t));
+    without_year(asctime_at(t, offset))
+}
+
+/// The first 19 characters of an `asctime` string (Postfix's `%19.19s`), all ASCII.
+fn without_year(mut s: String) -> String {
+    s.truncate(19);
+    s
 }
 
 #[cfg(test)]
@@ -235,15 +229,37 @@ mod tests {
 
     #[test]
     fn asctime_matches_libc_layout() {
+        let utc = TimeZone::utc();
         let t = UNIX_EPOCH + Duration::from_secs(0);
-        assert_eq!(asctime(t), "Thu Jan  1 00:00:00");
+        assert_eq!(asctime_in(t, &utc), "Thu Jan  1 00:00:00");
         // 2025-11-20 10:00:00 UTC was a Thursday.
         let t = UNIX_EPOCH + Duration::from_secs(1_763_632_800);
-        assert_eq!(asctime(t), "Thu Nov 20 10:00:00");
+        assert_eq!(asctime_in(t, &utc), "Thu Nov 20 10:00:00");
         // 2024-02-29 23:59:59 UTC, a leap day, was a Thursday.
         let t = UNIX_EPOCH + Duration::from_secs(1_709_251_199);
-        assert_eq!(asctime(t), "Thu Feb 29 23:59:59");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(asctime_in(t, &utc), "Thu Feb 29 23:59:59");
+        // A year of five digits still gives the 19-character field.
+        let t = UNIX_EPOCH + Duration::from_secs(253_402_300_800); // 10000-01-01
+        assert_eq!(asctime_in(t, &utc), "Sat Jan  1 00:00:00");
+    }
+
+    #[test]
+    fn asctime_uses_the_zone() {
+        let cet = TimeZone::from_posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let ny = TimeZone::from_posix("EST5EDT,M3.2.0,M11.1.0").unwrap();
+        // 2025-11-20 10:00:00 UTC: winter time on both sides.
+        let t = UNIX_EPOCH + Duration::from_secs(1_763_632_800);
+        assert_eq!(asctime_in(t, &cet), "Thu Nov 20 11:00:00");
+        assert_eq!(asctime_in(t, &ny), "Thu Nov 20 05:00:00");
+        // 2024-02-29 23:59:59 UTC is already March 1st in Paris.
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_251_199);
+        assert_eq!(asctime_in(t, &cet), "Fri Mar  1 00:59:59");
+        // 2025-07-01 12:00:00 UTC: summer time.
+        let t = UNIX_EPOCH + Duration::from_secs(1_751_371_200);
+        assert_eq!(asctime_in(t, &cet), "Tue Jul  1 14:00:00");
+        assert_eq!(asctime_in(t, &ny), "Tue Jul  1 08:00:00");
+        // The process's zone, whatever it is here, gives the same shape.
+        assert_eq!(asctime(t).len(), 19);
     }
 
     fn entry(queue: QueueName, sender: &str, rcpts: &[(&str, &str)], size: u64) -> Entry {
@@ -286,7 +302,7 @@ mod tests {
             100,
         );
         let mut out = Vec::new();
-        format(&[a.clone(), d.clone()], &mut out).unwrap();
+        format_in(&[a.clone(), d.clone()], &mut out, &TimeZone::utc()).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -327,5 +343,19 @@ mod tests {
         assert_eq!(lines[11], "");
         assert_eq!(lines[12], "-- 2 Kbytes in 2 Requests.");
         assert_eq!(lines.len(), 13);
+        // In another zone only the arrival times move.
+        let cet = TimeZone::from_posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let mut out = Vec::new();
+        format_in(&[a.clone(), d], &mut out, &cet).unwrap();
+        let text_cet = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text_cet,
+            text.replace("Thu Nov 20 10:00:00", "Thu Nov 20 11:00:00")
+        );
+        assert!(text_cet.contains(&format!(
+            "{:<17} {:>8} Thu Nov 20 11:00:00 alice@x",
+            format!("{}*", a.id),
+            2048
+        )));
     }
 }
