@@ -75,13 +75,9 @@ fn scan(d: &Daemon) {
             continue;
         }
         if !file::is_complete(&meta) {
-            // postdrop is still writing, or died: remove leftovers after a day.
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .unwrap_or_default();
-            if age > Duration::from_secs(86_400) {
+            // postdrop is still writing it, or died: a dead writer no longer holds the
+            // file's lock, and its file will never be completed.
+            if file::writer_gone(&path) {
                 log::warn!(
                     "{}: removing incomplete file left by postdrop",
                     path.display()

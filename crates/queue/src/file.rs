@@ -167,7 +167,13 @@ pub fn write_recipient<W: Write>(w: &mut RecordWriter<W>, r: &Recipient) -> io::
 }
 
 /// A queue file being written. Dropping it without [`NewQueueFile::commit`] removes it.
+///
+/// While it is written the file carries an exclusive `flock`, held on a second descriptor
+/// of the same open file: if the writer dies, the kernel releases it, and
+/// [`writer_gone`] lets the reader of the queue remove the incomplete file at once instead
+/// of guessing from its age.
 pub struct NewQueueFile {
+    _lock: nix::fcntl::Flock<File>,
     w: RecordWriter<BufWriter<File>>,
     path: PathBuf,
     id: QueueId,
@@ -195,6 +201,14 @@ impl NewQueueFile {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(|e| QueueError::io(&tmp, e))?;
+            // Locked before it becomes visible under its queue name (see the type's doc).
+            let lock = file
+                .try_clone()
+                .map_err(|e| QueueError::io(&tmp, e))
+                .and_then(|f| {
+                    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                        .map_err(|(_, e)| QueueError::io(&tmp, io::Error::from(e)))
+                })?;
             let ino = file.metadata().map_err(|e| QueueError::io(&tmp, e))?.ino();
             let id = QueueId::new(now, ino);
             let path = layout.path(q, &id);
@@ -210,6 +224,7 @@ impl NewQueueFile {
                     w.put(kind::SIZE, &SizeRecord::default().payload())
                         .map_err(|e| QueueError::io(&path, e))?;
                     return Ok(NewQueueFile {
+                        _lock: lock,
                         w,
                         path,
                         id,
@@ -310,6 +325,16 @@ impl Drop for NewQueueFile {
 /// fsyncs a directory, making renames and new entries in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// For an incomplete queue file (no execute bit): whether its writer is gone (crashed or
+/// killed), so that the file will never be completed and may be removed. False while a
+/// writer holds it, and when the file cannot be opened.
+pub fn writer_gone(path: &Path) -> bool {
+    match File::open(path) {
+        Ok(f) => nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// Whether a queue file is complete (its owner-execute bit is set).
@@ -748,8 +773,13 @@ mod tests {
         let p = f.path().to_path_buf();
         assert!(p.exists());
         assert!(!is_complete(&fs::metadata(&p).unwrap()));
+        assert!(!writer_gone(&p), "the writer holds its lock");
         drop(f);
         assert!(!p.exists());
+        // An incomplete file nobody holds (its writer died) is recognised as abandoned.
+        fs::write(&p, b"partial").unwrap();
+        assert!(writer_gone(&p));
+        fs::remove_file(&p).unwrap();
 
         let id = write_one(&l, b"x\n");
         let p = l.path(QueueName::Incoming, &id);
