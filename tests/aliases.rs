@@ -9,10 +9,9 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use posthorn_testkit::Instance;
+use posthorn_testkit::{Instance, queue_id_for, read_text};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -24,26 +23,6 @@ fn message(subject: &str) -> String {
          Message-ID: <{subject}@example.org>\nDate: Wed, 25 Nov 2026 10:00:00 +0000\n\n\
          line one\nFrom the body\n.dot line\n"
     )
-}
-
-/// Writes ROOT/aliases, points alias_maps and alias_database at it and builds it with
-/// newaliases (before the instance starts).
-fn setup_aliases(inst: &Instance, text: &str) -> PathBuf {
-    let src = inst.write_file("aliases", text);
-    inst.add_main_cf(&format!(
-        "alias_maps = hash:{0}\nalias_database = hash:{0}\n",
-        src.display()
-    ));
-    let out = inst.command("newaliases").output().expect("run newaliases");
-    assert!(
-        out.status.success(),
-        "newaliases failed ({:?}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(inst.root().join("aliases.db").exists(), "no aliases.db");
-    src
 }
 
 /// Submits `msg` to `rcpt` from the default sender (the run-as user, qualified with
@@ -61,42 +40,6 @@ fn send(inst: &Instance, rcpt: &str, msg: &str) {
 /// The default sender's address.
 fn me_addr(inst: &Instance) -> String {
     format!("{}@mail.example.test", inst.user())
-}
-
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_default()
-}
-
-/// Waits until `p` contains `needle`; panics with the log otherwise.
-fn wait_for_text(inst: &Instance, p: &Path, needle: &str) -> String {
-    assert!(
-        inst.wait_until(T, || read(p).contains(needle)),
-        "{} never contained {needle:?}; it holds:\n{}\nlog:\n{}",
-        p.display(),
-        read(p),
-        inst.log_text()
-    );
-    read(p)
-}
-
-/// The queue ID of the first log line containing `needle`.
-fn queue_id_for(log: &str, needle: &str) -> String {
-    let line = log
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no log line with {needle}:\n{log}"));
-    let after = line.split("]: ").nth(1).unwrap();
-    after.split(':').next().unwrap().to_string()
-}
-
-/// The first log line containing `needle` (panics with the log when there is none).
-fn log_line(inst: &Instance, needle: &str) -> String {
-    inst.expect_log(needle, T);
-    inst.log_text()
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap()
-        .to_string()
 }
 
 /// Whether `s` has the shape of `asctime()` output: `Wed Nov 25 16:23:23 2026`.
@@ -170,13 +113,13 @@ fn mbox_count(text: &str) -> usize {
 fn alias_to_a_local_user() {
     let mut inst = Instance::new("");
     let me = inst.user();
-    setup_aliases(&inst, &format!("# test aliases\npostmaster: {me}\n"));
+    inst.setup_aliases(&format!("# test aliases\npostmaster: {me}\n"));
     inst.start();
     let msg = message("alias-user");
     send(&inst, "postmaster@localhost", &msg);
     let mbox = inst.mail.join(&me);
-    let text = wait_for_text(&inst, &mbox, "\nline one\n");
-    let line = log_line(&inst, "to=<postmaster@localhost>");
+    let text = inst.wait_for_text(&mbox, "\nline one\n");
+    let line = inst.log_line("to=<postmaster@localhost>");
     let qid = queue_id_for(&inst.log_text(), "message-id=<alias-user@example.org>");
     let sender = me_addr(&inst);
     let want = format!(
@@ -209,7 +152,7 @@ fn alias_to_a_local_user() {
 fn alias_to_a_file_appends_in_mbox_format() {
     let mut inst = Instance::new("");
     let target = inst.root().join("out/file.mbox");
-    setup_aliases(&inst, &format!("tofile: {}\n", target.display()));
+    inst.setup_aliases(&format!("tofile: {}\n", target.display()));
     // The file exists already with one message in it: the new one is appended.
     inst.write_file(
         "out/file.mbox",
@@ -218,8 +161,8 @@ fn alias_to_a_file_appends_in_mbox_format() {
     inst.start();
     let msg = message("alias-file");
     send(&inst, "tofile@localhost", &msg);
-    let text = wait_for_text(&inst, &target, "\nline one\n");
-    let line = log_line(&inst, "to=<tofile@localhost>");
+    let text = inst.wait_for_text(&target, "\nline one\n");
+    let line = inst.log_line("to=<tofile@localhost>");
     assert!(
         line.ends_with(&format!(
             ", dsn=2.0.0, status=sent (delivered to file: {})",
@@ -263,14 +206,11 @@ fn alias_to_a_command_gets_the_message_and_its_environment() {
     );
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     inst.write_file("out/.keep", "");
-    setup_aliases(
-        &inst,
-        &format!("tocmd: \"|{} one two\"\n", script.display()),
-    );
+    inst.setup_aliases(&format!("tocmd: \"|{} one two\"\n", script.display()));
     inst.start();
     let msg = message("alias-cmd");
     send(&inst, "tocmd@localhost", &msg);
-    let line = log_line(&inst, "to=<tocmd@localhost>");
+    let line = inst.log_line("to=<tocmd@localhost>");
     assert!(
         line.ends_with(&format!(
             ", dsn=2.0.0, status=sent (delivered to command: {} one two)",
@@ -278,7 +218,7 @@ fn alias_to_a_command_gets_the_message_and_its_environment() {
         )),
         "{line}"
     );
-    let got = read(&out.join("msg.txt"));
+    let got = read_text(&out.join("msg.txt"));
     let qid = queue_id_for(&inst.log_text(), "message-id=<alias-cmd@example.org>");
     let sender = me_addr(&inst);
     // Commands get the From_ line, Return-Path and Delivered-To, no >From quoting and no
@@ -288,8 +228,8 @@ fn alias_to_a_command_gets_the_message_and_its_environment() {
         received(&inst, &qid, "tocmd@localhost"),
     );
     assert_eq!(normalize(&got), want);
-    assert_eq!(read(&out.join("args.txt")), "one two\n");
-    let env = read(&out.join("env.txt"));
+    assert_eq!(read_text(&out.join("args.txt")), "one two\n");
+    let env = read_text(&out.join("env.txt"));
     let vars: Vec<&str> = env.lines().collect();
     let me = inst.user();
     for want in [
@@ -321,14 +261,14 @@ fn include_list_delivers_to_each_member() {
         &format!("# members\n{me}\n\n{}\n", file.display()),
     );
     inst.write_file("out/.keep", "");
-    setup_aliases(&inst, &format!("list: :include:{}\n", list.display()));
+    inst.setup_aliases(&format!("list: :include:{}\n", list.display()));
     inst.start();
     let msg = message("include-list");
     send(&inst, "list@localhost", &msg);
     let mbox = inst.mail.join(&me);
-    let in_mbox = wait_for_text(&inst, &mbox, "\nline one\n");
-    let in_file = wait_for_text(&inst, &file, "\nline one\n");
-    let line = log_line(&inst, "to=<list@localhost>");
+    let in_mbox = inst.wait_for_text(&mbox, "\nline one\n");
+    let in_file = inst.wait_for_text(&file, "\nline one\n");
+    let line = inst.log_line("to=<list@localhost>");
     assert!(line.contains(", relay=local, "), "{line}");
     assert!(line.contains(", dsn=2.0.0, status=sent ("), "{line}");
     let qid = queue_id_for(&inst.log_text(), "message-id=<include-list@example.org>");
@@ -352,19 +292,15 @@ fn include_list_file_targets_are_restricted_by_default() {
     let file = inst.root().join("out/list.mbox");
     let list = inst.write_file("list.txt", &format!("{}\n", file.display()));
     inst.write_file("out/.keep", "");
-    setup_aliases(&inst, &format!("list: :include:{}\n", list.display()));
+    inst.setup_aliases(&format!("list: :include:{}\n", list.display()));
     inst.start();
     send(&inst, "list@localhost", &message("include-restricted"));
-    let line = log_line(&inst, "to=<list@localhost>");
+    let line = inst.log_line("to=<list@localhost>");
     assert!(
         line.ends_with(", dsn=5.7.1, status=bounced (mail to file is restricted)"),
         "{line}"
     );
-    let bounce = wait_for_text(
-        &inst,
-        &inst.mail.join(&me),
-        "Undelivered Mail Returned to Sender",
-    );
+    let bounce = inst.wait_for_text(&inst.mail.join(&me), "Undelivered Mail Returned to Sender");
     assert!(bounce.contains("\nStatus: 5.7.1\n"), "{bounce}");
     assert!(!file.exists(), "the file must not be written");
     inst.stop();
@@ -374,11 +310,11 @@ fn include_list_file_targets_are_restricted_by_default() {
 fn owner_alias_becomes_the_envelope_sender() {
     let mut inst = Instance::new("");
     let me = inst.user();
-    setup_aliases(&inst, &format!("list2: {me}\nowner-list2: {me}\n"));
+    inst.setup_aliases(&format!("list2: {me}\nowner-list2: {me}\n"));
     inst.start();
     let msg = message("owner-alias");
     send(&inst, "list2@localhost", &msg);
-    let text = wait_for_text(&inst, &inst.mail.join(&me), "\nline one\n");
+    let text = inst.wait_for_text(&inst.mail.join(&me), "\nline one\n");
     let qid = queue_id_for(&inst.log_text(), "message-id=<owner-alias@example.org>");
     // Postfix: owner-NAME@$myorigin is the sender of everything delivered through NAME.
     let owner = "owner-list2@mail.example.test";
@@ -388,7 +324,7 @@ fn owner_alias_becomes_the_envelope_sender() {
         msg.replace("\nFrom the body", "\n>From the body")
     );
     assert_eq!(normalize(&text), want);
-    let line = log_line(&inst, "to=<list2@localhost>");
+    let line = inst.log_line("to=<list2@localhost>");
     assert!(
         line.ends_with("status=sent (delivered to mailbox)"),
         "{line}"
@@ -400,10 +336,10 @@ fn owner_alias_becomes_the_envelope_sender() {
 fn alias_loop_bounces_instead_of_looping() {
     let mut inst = Instance::new("");
     let me = inst.user();
-    setup_aliases(&inst, "a: b\nb: a\n");
+    inst.setup_aliases("a: b\nb: a\n");
     inst.start();
     send(&inst, "a@localhost", &message("alias-loop"));
-    let line = log_line(&inst, "to=<a@localhost>");
+    let line = inst.log_line("to=<a@localhost>");
     assert!(
         line.ends_with(", dsn=5.4.6, status=bounced (mail forwarding loop for a@localhost)"),
         "{line}"
@@ -411,7 +347,7 @@ fn alias_loop_bounces_instead_of_looping() {
     let qid = queue_id_for(&inst.log_text(), "message-id=<alias-loop@example.org>");
     inst.expect_log(&format!("{qid}: sender non-delivery notification: "), T);
     let mbox = inst.mail.join(&me);
-    let text = wait_for_text(&inst, &mbox, "Undelivered Mail Returned to Sender");
+    let text = inst.wait_for_text(&mbox, "Undelivered Mail Returned to Sender");
     assert!(text.starts_with("From MAILER-DAEMON  "), "{text}");
     assert!(
         text.contains("\nFinal-Recipient: rfc822; a@localhost\n"),
@@ -427,7 +363,7 @@ fn alias_loop_bounces_instead_of_looping() {
     // Delivered once, bounced once: no other attempt.
     let log = inst.log_text();
     assert_eq!(log.matches("to=<a@localhost>").count(), 1, "{log}");
-    assert_eq!(mbox_count(&read(&mbox)), 1, "only the bounce");
+    assert_eq!(mbox_count(&read_text(&mbox)), 1, "only the bounce");
     inst.stop();
 }
 
@@ -439,7 +375,7 @@ fn recipient_delimiter_extension_reaches_the_user() {
     let msg = message("extension");
     let rcpt = format!("{me}+tag@localhost");
     send(&inst, &rcpt, &msg);
-    let text = wait_for_text(&inst, &inst.mail.join(&me), "\nline one\n");
+    let text = inst.wait_for_text(&inst.mail.join(&me), "\nline one\n");
     let qid = queue_id_for(&inst.log_text(), "message-id=<extension@example.org>");
     let sender = me_addr(&inst);
     let want = format!(
@@ -448,7 +384,7 @@ fn recipient_delimiter_extension_reaches_the_user() {
         msg.replace("\nFrom the body", "\n>From the body")
     );
     assert_eq!(normalize(&text), want);
-    let line = log_line(&inst, &format!("to=<{rcpt}>"));
+    let line = inst.log_line(&format!("to=<{rcpt}>"));
     assert!(
         line.ends_with("status=sent (delivered to mailbox)"),
         "{line}"
@@ -475,8 +411,8 @@ fn dot_forward_with_file_and_backslash_self() {
     let msg = message("dot-forward");
     let rcpt = format!("{me}@localhost");
     send(&inst, &rcpt, &msg);
-    let in_mbox = wait_for_text(&inst, &inst.mail.join(&me), "\nline one\n");
-    let in_file = wait_for_text(&inst, &file, "\nline one\n");
+    let in_mbox = inst.wait_for_text(&inst.mail.join(&me), "\nline one\n");
+    let in_file = inst.wait_for_text(&file, "\nline one\n");
     let qid = queue_id_for(&inst.log_text(), "message-id=<dot-forward@example.org>");
     let sender = me_addr(&inst);
     let want = format!(
@@ -486,7 +422,7 @@ fn dot_forward_with_file_and_backslash_self() {
     );
     assert_eq!(normalize(&in_mbox), want);
     assert_eq!(normalize(&in_file), want);
-    let line = log_line(&inst, &format!("to=<{rcpt}>"));
+    let line = inst.log_line(&format!("to=<{rcpt}>"));
     assert!(line.contains(", dsn=2.0.0, status=sent ("), "{line}");
     assert_eq!(mbox_count(&in_mbox), 1);
     inst.stop();
@@ -500,7 +436,7 @@ fn delivered_to_loop_is_bounced() {
     let rcpt = format!("{me}@localhost");
     let msg = format!("Delivered-To: {rcpt}\n{}", message("dt-loop"));
     send(&inst, &rcpt, &msg);
-    let line = log_line(&inst, &format!("to=<{rcpt}>"));
+    let line = inst.log_line(&format!("to=<{rcpt}>"));
     assert!(
         line.ends_with(&format!(
             ", dsn=5.4.6, status=bounced (mail forwarding loop for {rcpt})"
@@ -508,7 +444,7 @@ fn delivered_to_loop_is_bounced() {
         "{line}"
     );
     let mbox = inst.mail.join(&me);
-    let text = wait_for_text(&inst, &mbox, "Undelivered Mail Returned to Sender");
+    let text = inst.wait_for_text(&mbox, "Undelivered Mail Returned to Sender");
     assert!(text.starts_with("From MAILER-DAEMON  "), "{text}");
     assert!(text.contains("\nStatus: 5.4.6\n"), "{text}");
     assert!(
@@ -517,7 +453,7 @@ fn delivered_to_loop_is_bounced() {
     );
     assert!(inst.wait_until(T, || inst.queue_empty()), "queue not empty");
     // The message itself was not delivered: the mailbox holds the notice only.
-    let text = read(&mbox);
+    let text = read_text(&mbox);
     assert_eq!(mbox_count(&text), 1, "{text}");
     assert!(text.starts_with("From MAILER-DAEMON  "), "{text}");
     inst.stop();
@@ -529,22 +465,18 @@ fn command_delivery_refused_when_not_allowed() {
     let me = inst.user();
     let out = inst.root().join("out/never.txt");
     inst.write_file("out/.keep", "");
-    setup_aliases(
-        &inst,
-        &format!("tocmd: \"|/bin/sh -c 'cat > {}'\"\n", out.display()),
-    );
+    inst.setup_aliases(&format!(
+        "tocmd: \"|/bin/sh -c 'cat > {}'\"\n",
+        out.display()
+    ));
     inst.start();
     send(&inst, "tocmd@localhost", &message("cmd-restricted"));
-    let line = log_line(&inst, "to=<tocmd@localhost>");
+    let line = inst.log_line("to=<tocmd@localhost>");
     assert!(
         line.ends_with(", dsn=5.7.1, status=bounced (mail to command is restricted)"),
         "{line}"
     );
-    let text = wait_for_text(
-        &inst,
-        &inst.mail.join(&me),
-        "Undelivered Mail Returned to Sender",
-    );
+    let text = inst.wait_for_text(&inst.mail.join(&me), "Undelivered Mail Returned to Sender");
     assert!(text.contains("\nStatus: 5.7.1\n"), "{text}");
     assert!(
         text.contains("Diagnostic-Code: x-posthorn; mail to command is restricted"),

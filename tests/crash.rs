@@ -9,17 +9,8 @@ use posthorn_testkit::Instance;
 
 #[test]
 fn kill_9_of_the_whole_tree_loses_no_accepted_message() {
-    use std::os::unix::fs::MetadataExt;
     let mut inst = Instance::new("");
-    let gid = fs::metadata(inst.root()).unwrap().gid();
-    inst.add_main_cf(&format!(
-        "virtual_mailbox_domains = virt.test\n\
-         virtual_mailbox_maps = inline:{{ alice@virt.test=alice/ }}\n\
-         virtual_uid_maps = static:{}\n\
-         virtual_gid_maps = static:{gid}\n\
-         virtual_minimum_uid = 0\n",
-        inst.uid()
-    ));
+    inst.add_main_cf(&inst.virtual_cf("alice@virt.test=alice/"));
     inst.start();
     let n = 40;
     let mut accepted = Vec::new();

@@ -4,40 +4,14 @@
 use std::fs;
 use std::time::Duration;
 
-use posthorn_testkit::Instance;
+use posthorn_testkit::{Instance, queue_id_for};
 
 const T: Duration = Duration::from_secs(20);
-
-fn virtual_cf(inst: &Instance) -> String {
-    let uid = inst.uid();
-    let gid = posthorn_sys_gid(inst);
-    format!(
-        "virtual_mailbox_domains = virt.test\n\
-         virtual_mailbox_maps = inline:{{ alice@virt.test=alice/, bob@virt.test=bob }}\n\
-         virtual_uid_maps = static:{uid}\n\
-         virtual_gid_maps = static:{gid}\n\
-         virtual_minimum_uid = 0\n"
-    )
-}
-
-fn posthorn_sys_gid(inst: &Instance) -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(inst.root()).unwrap().gid()
-}
-
-fn queue_id_for(log: &str, needle: &str) -> String {
-    let line = log
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no log line with {needle}:\n{log}"));
-    let after = line.split("]: ").nth(1).unwrap();
-    after.split(':').next().unwrap().to_string()
-}
 
 #[test]
 fn virtual_maildir_delivery_is_byte_exact() {
     let mut inst = Instance::new("");
-    inst.add_main_cf(&virtual_cf(&inst));
+    inst.add_main_cf(&inst.virtual_cf("alice@virt.test=alice/, bob@virt.test=bob"));
     inst.start();
     let msg = "Subject: hello\nFrom: Sender <sender@example.org>\nTo: alice@virt.test\nMessage-ID: <m1@example.org>\nDate: Wed, 25 Nov 2026 10:00:00 +0000\n\nline one\n.hidden dot stays\nFrom the body\n";
     let out = inst.sendmail(&["-f", "sender@example.org", "alice@virt.test"], msg);
@@ -148,7 +122,7 @@ fn local_mbox_delivery_with_missing_headers_added() {
 #[test]
 fn sendmail_t_takes_recipients_from_headers_and_removes_bcc() {
     let mut inst = Instance::new("");
-    inst.add_main_cf(&virtual_cf(&inst));
+    inst.add_main_cf(&inst.virtual_cf("alice@virt.test=alice/, bob@virt.test=bob"));
     inst.start();
     let msg = "To: Alice <alice@virt.test>\nBcc: bob@virt.test\nSubject: t\n\nbody\n.\nnot read\n";
     let out = inst.sendmail(&["-t"], msg);
@@ -212,7 +186,7 @@ fn unknown_user_bounces_to_sender() {
 #[test]
 fn deferred_mail_is_retried_after_the_problem_is_fixed() {
     let mut inst = Instance::new("");
-    inst.add_main_cf(&virtual_cf(&inst));
+    inst.add_main_cf(&inst.virtual_cf("alice@virt.test=alice/, bob@virt.test=bob"));
     // A uid below virtual_minimum_uid is a configuration error: defer, don't bounce.
     inst.add_main_cf("virtual_minimum_uid = 4000000000\n");
     inst.start();

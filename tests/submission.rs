@@ -2,13 +2,11 @@
 //! `-V`), the null sender and double bounces, sendmail's exit statuses, 8-bit and large
 //! messages, and the `mailq` listing of a deferred message.
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::path::PathBuf;
+use std::process::Output;
 use std::time::Duration;
 
-use posthorn_testkit::Instance;
+use posthorn_testkit::{Instance, queue_id_for, read_text};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -22,10 +20,6 @@ fn mbox(inst: &Instance) -> PathBuf {
     inst.mail.join(inst.user())
 }
 
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_default()
-}
-
 fn sent_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
@@ -33,86 +27,6 @@ fn sent_ok(out: &Output, what: &str) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Waits until `p` contains `needle`; panics with the file and the log otherwise.
-fn wait_for_text(inst: &Instance, p: &Path, needle: &str) -> String {
-    assert!(
-        inst.wait_until(T, || read(p).contains(needle)),
-        "{} never contained {needle:?}; it holds:\n{}\nlog:\n{}",
-        p.display(),
-        read(p),
-        inst.log_text()
-    );
-    read(p)
-}
-
-/// The queue ID of the first log line containing `needle`.
-fn queue_id_for(log: &str, needle: &str) -> String {
-    let line = log
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no log line with {needle}:\n{log}"));
-    let after = line.split("]: ").nth(1).unwrap();
-    after.split(':').next().unwrap().to_string()
-}
-
-/// The first log line containing `needle` (waits for it).
-fn log_line(inst: &Instance, needle: &str) -> String {
-    inst.expect_log(needle, T);
-    inst.log_text()
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap()
-        .to_string()
-}
-
-/// Writes ROOT/aliases with `text`, configures it and builds it with newaliases.
-fn setup_aliases(inst: &Instance, text: &str) {
-    let src = inst.write_file("aliases", text);
-    inst.add_main_cf(&format!(
-        "alias_maps = hash:{0}\nalias_database = hash:{0}\n",
-        src.display()
-    ));
-    let out = inst.command("newaliases").output().expect("run newaliases");
-    assert!(
-        out.status.success(),
-        "newaliases: {:?} {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs sendmail with raw bytes on stdin (for 8-bit input).
-fn sendmail_bytes(inst: &Instance, args: &[&str], input: &[u8]) -> Output {
-    let mut c = inst.command("sendmail");
-    c.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("run sendmail");
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    // Write from a thread so that a sendmail that exits early cannot block us.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = writer.join();
-    out
-}
-
-fn virtual_cf(inst: &Instance) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let gid = fs::metadata(inst.root()).unwrap().gid();
-    format!(
-        "virtual_mailbox_domains = virt.test\n\
-         virtual_mailbox_maps = inline:{{ alice@virt.test=alice/ }}\n\
-         virtual_uid_maps = static:{}\n\
-         virtual_gid_maps = static:{gid}\n\
-         virtual_minimum_uid = 0\n",
-        inst.uid()
-    )
 }
 
 /// A body of about `kbytes` KB in 80-column lines.
@@ -164,7 +78,7 @@ fn oversized_mail_in_maildrop_is_returned_to_the_sender_by_pickup() {
     assert_eq!(inst.queue_count("maildrop"), 1, "waits in maildrop");
     inst.add_main_cf("message_size_limit = 6000\n");
     inst.start();
-    let text = wait_for_text(&inst, &mbox(&inst), "Undelivered Mail Returned to Sender");
+    let text = inst.wait_for_text(&mbox(&inst), "Undelivered Mail Returned to Sender");
     inst.expect_log("message rejected: 5.3.4 message file too big", T);
     inst.expect_log("sender non-delivery notification: ", T);
     assert!(text.starts_with("From MAILER-DAEMON  "), "{text}");
@@ -209,7 +123,7 @@ fn notify_success_sends_a_delivery_report() {
         "Subject: dsn-success\nMessage-ID: <dsn-success@example.org>\n\nhello\n",
     );
     sent_ok(&out, "-N success,failure");
-    let text = wait_for_text(&inst, &mbox(&inst), "Successful Mail Delivery Report");
+    let text = inst.wait_for_text(&mbox(&inst), "Successful Mail Delivery Report");
     let qid = queue_id_for(&inst.log_text(), "message-id=<dsn-success@example.org>");
     inst.expect_log(&format!("{qid}: sender delivery status notification: "), T);
     // The message itself first, then the report.
@@ -246,7 +160,7 @@ fn notify_never_sends_no_bounce() {
         "Subject: never\nMessage-ID: <never@example.org>\n\nhello\n",
     );
     sent_ok(&out, "-N never");
-    let line = log_line(&inst, "to=<no-such-user-nn@localhost>");
+    let line = inst.log_line("to=<no-such-user-nn@localhost>");
     assert!(
         line.ends_with(", dsn=5.1.1, status=bounced (unknown user: \"no-such-user-nn\")"),
         "{line}"
@@ -258,9 +172,9 @@ fn notify_never_sends_no_bounce() {
     let log = inst.log_text();
     assert!(!log.contains("notification:"), "{log}");
     assert!(
-        !mbox(&inst).exists() || read(&mbox(&inst)).is_empty(),
+        !mbox(&inst).exists() || read_text(&mbox(&inst)).is_empty(),
         "{}",
-        read(&mbox(&inst))
+        read_text(&mbox(&inst))
     );
     assert!(inst.queue_empty());
     inst.stop();
@@ -275,7 +189,7 @@ fn ret_hdrs_returns_headers_only_and_full_is_the_default() {
         "Subject: ret-hdrs\n\nsecret body text one\n",
     );
     sent_ok(&out, "-R hdrs");
-    let text = wait_for_text(&inst, &mbox(&inst), "Undelivered Mail Returned to Sender");
+    let text = inst.wait_for_text(&mbox(&inst), "Undelivered Mail Returned to Sender");
     assert!(
         text.contains(
             "Content-Description: Undelivered Message Headers\nContent-Type: text/rfc822-headers\n"
@@ -292,7 +206,7 @@ fn ret_hdrs_returns_headers_only_and_full_is_the_default() {
         "Subject: ret-full\n\nsecret body text two\n",
     );
     sent_ok(&out, "no -R");
-    let text = wait_for_text(&inst, &mbox(&inst), "secret body text two");
+    let text = inst.wait_for_text(&mbox(&inst), "secret body text two");
     let second = &text[text.rfind("\nFrom MAILER-DAEMON  ").unwrap()..];
     assert!(
         second.contains("Content-Description: Undelivered Message\nContent-Type: message/rfc822\n"),
@@ -313,7 +227,7 @@ fn envid_is_reported_as_original_envelope_id() {
         "Subject: envid\n\nx\n",
     );
     sent_ok(&out, "-V");
-    let text = wait_for_text(&inst, &mbox(&inst), "Undelivered Mail Returned to Sender");
+    let text = inst.wait_for_text(&mbox(&inst), "Undelivered Mail Returned to Sender");
     assert!(
         text.contains(
             "\nReporting-MTA: dns; mail.example.test\nOriginal-Envelope-Id: ENV-4242.x\n"
@@ -327,7 +241,7 @@ fn envid_is_reported_as_original_envelope_id() {
 fn null_sender_bounce_becomes_a_double_bounce_to_postmaster() {
     let mut inst = Instance::new("");
     let me = inst.user();
-    setup_aliases(&inst, &format!("postmaster: {me}\n"));
+    inst.setup_aliases(&format!("postmaster: {me}\n"));
     inst.start();
     let out = inst.sendmail(
         &["-f", "<>", "no-such-user-n@localhost"],
@@ -335,12 +249,12 @@ fn null_sender_bounce_becomes_a_double_bounce_to_postmaster() {
     );
     sent_ok(&out, "-f <>");
     let qid = queue_id_for(
-        &log_line(&inst, "message-id=<null-sender@example.org>"),
+        &inst.log_line("message-id=<null-sender@example.org>"),
         "message-id=",
     );
     inst.expect_log(&format!("{qid}: from=<>, size="), T);
     inst.expect_log(&format!("{qid}: postmaster non-delivery notification: "), T);
-    let text = wait_for_text(&inst, &mbox(&inst), "no-such-user-n@localhost");
+    let text = inst.wait_for_text(&mbox(&inst), "no-such-user-n@localhost");
     // Sent from double-bounce@$myorigin to 2bounce_notice_recipient (postmaster, an alias).
     assert!(
         text.starts_with("From double-bounce@mail.example.test  "),
@@ -373,14 +287,14 @@ fn double_bounce_has_postfix_postmaster_copy_subject() {
     // Undelivered Mail" (bounce_template.c: the failure template's postmaster subject).
     let mut inst = Instance::new("");
     let me = inst.user();
-    setup_aliases(&inst, &format!("postmaster: {me}\n"));
+    inst.setup_aliases(&format!("postmaster: {me}\n"));
     inst.start();
     let out = inst.sendmail(
         &["-f", "<>", "no-such-user-p@localhost"],
         "Subject: from nobody\n\nnull body\n",
     );
     sent_ok(&out, "-f <>");
-    let text = wait_for_text(&inst, &mbox(&inst), "no-such-user-p@localhost");
+    let text = inst.wait_for_text(&mbox(&inst), "no-such-user-p@localhost");
     assert!(
         text.contains("\nSubject: Postmaster Copy: Undelivered Mail\n"),
         "{text}"
@@ -451,7 +365,7 @@ fn sendmail_exit_statuses() {
 #[test]
 fn eight_bit_and_large_messages_arrive_byte_exact_in_a_maildir() {
     let mut inst = Instance::new("");
-    inst.add_main_cf(&virtual_cf(&inst));
+    inst.add_main_cf(&inst.virtual_cf("alice@virt.test=alice/"));
     inst.start();
     let md = inst.mail.join("alice");
 
@@ -464,8 +378,7 @@ fn eight_bit_and_large_messages_arrive_byte_exact_in_a_maildir() {
     small
         .extend_from_slice(b"K\xe4se und \xdcbel\n\xff\xfe\x80\x81 raw bytes\n\x01\x7f controls\n");
     small.extend_from_slice("Gr\u{fc}\u{df}e aus K\u{f6}ln \u{2603}\n".as_bytes());
-    let out = sendmail_bytes(
-        &inst,
+    let out = inst.sendmail_bytes(
         &[
             "-B",
             "8BITMIME",
@@ -488,8 +401,7 @@ fn eight_bit_and_large_messages_arrive_byte_exact_in_a_maildir() {
         big.push_str(&body_of(64));
     }
     big.push_str("the end\n");
-    let out = sendmail_bytes(
-        &inst,
+    let out = inst.sendmail_bytes(
         &["-i", "-f", "sender@example.org", "alice@virt.test"],
         big.as_bytes(),
     );
@@ -537,7 +449,7 @@ fn eight_bit_and_large_messages_arrive_byte_exact_in_a_maildir() {
 #[test]
 fn mailq_lists_a_deferred_message() {
     let mut inst = Instance::new("");
-    inst.add_main_cf(&virtual_cf(&inst));
+    inst.add_main_cf(&inst.virtual_cf("alice@virt.test=alice/"));
     // A uid below virtual_minimum_uid defers; long backoffs keep it in deferred/.
     inst.add_main_cf(
         "virtual_minimum_uid = 4000000000\nminimal_backoff_time = 300s\n\
@@ -564,7 +476,7 @@ fn mailq_lists_a_deferred_message() {
     );
     let log = inst.log_text();
     let qid = queue_id_for(&log, "message-id=<later@example.org>");
-    let size_line = log_line(&inst, &format!("{qid}: from=<sender@example.org>, size="));
+    let size_line = inst.log_line(&format!("{qid}: from=<sender@example.org>, size="));
     let size: u64 = size_line
         .split("size=")
         .nth(1)

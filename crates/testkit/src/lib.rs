@@ -114,6 +114,21 @@ pub fn ensure_account(name: &str, home: Option<&Path>) {
     );
 }
 
+/// A file's text, or "" when it cannot be read (yet).
+pub fn read_text(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The queue ID of the first log line containing `needle` (`... name[pid]: ID: ...`).
+pub fn queue_id_for(log: &str, needle: &str) -> String {
+    let line = log
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no log line with {needle}:\n{log}"));
+    let after = line.split("]: ").nth(1).unwrap_or_default();
+    after.split(':').next().unwrap_or_default().to_string()
+}
+
 /// A running (or ready to run) posthorn instance.
 pub struct Instance {
     dir: tempfile::TempDir,
@@ -326,19 +341,84 @@ impl Instance {
 
     /// Runs `sendmail ARGS` with `input` on stdin.
     pub fn sendmail(&self, args: &[&str], input: &str) -> Output {
+        self.sendmail_bytes(args, input.as_bytes())
+    }
+
+    /// Runs `sendmail ARGS` with raw bytes on stdin (8-bit input). The input is written
+    /// from a thread, so a sendmail that exits early cannot block the test.
+    pub fn sendmail_bytes(&self, args: &[&str], input: &[u8]) -> Output {
         let mut c = self.command("sendmail");
         c.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().expect("run sendmail");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = writer.join();
+        out
+    }
+
+    /// main.cf lines for virtual mailboxes of domain `virt.test` with the inline map
+    /// entries `maps` (e.g. `alice@virt.test=alice/`), delivered as the instance's user.
+    pub fn virtual_cf(&self, maps: &str) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let gid = fs::metadata(self.root()).unwrap().gid();
+        format!(
+            "virtual_mailbox_domains = virt.test\n\
+             virtual_mailbox_maps = inline:{{ {maps} }}\n\
+             virtual_uid_maps = static:{}\n\
+             virtual_gid_maps = static:{gid}\n\
+             virtual_minimum_uid = 0\n",
+            self.uid()
+        )
+    }
+
+    /// Writes ROOT/aliases, points alias_maps and alias_database at it and builds it with
+    /// newaliases (call before the instance starts).
+    pub fn setup_aliases(&self, text: &str) -> PathBuf {
+        let src = self.write_file("aliases", text);
+        self.add_main_cf(&format!(
+            "alias_maps = hash:{0}\nalias_database = hash:{0}\n",
+            src.display()
+        ));
+        let out = self.command("newaliases").output().expect("run newaliases");
+        assert!(
+            out.status.success(),
+            "newaliases failed ({:?}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        src
+    }
+
+    /// Waits (20 s) until file `p` contains `needle`; returns the text, or panics with the
+    /// file and the log.
+    pub fn wait_for_text(&self, p: &Path, needle: &str) -> String {
+        let ok = self.wait_until(Duration::from_secs(20), || read_text(p).contains(needle));
+        assert!(
+            ok,
+            "{} never contained {needle:?}; it holds:\n{}\nlog:\n{}",
+            p.display(),
+            read_text(p),
+            self.log_text()
+        );
+        read_text(p)
+    }
+
+    /// The first log line containing `needle`, waiting (20 s) for it to appear.
+    pub fn log_line(&self, needle: &str) -> String {
+        self.expect_log(needle, Duration::from_secs(20));
+        self.log_text()
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The mail log so far.
