@@ -65,6 +65,53 @@ pub fn is_root() -> bool {
     posthorn_sys::is_root()
 }
 
+/// The binaries, reachable by the unprivileged account the instance runs as (`nobody`).
+/// A build tree below a private folder (e.g. /root, mode 0700) is not, so the binaries are
+/// then copied once per test process to a world-readable folder in /tmp.
+fn bin_dir_for_others() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = bin_dir();
+        let reachable = src.ancestors().all(|d| {
+            fs::metadata(d)
+                .map(|m| m.permissions().mode() & 0o001 != 0)
+                .unwrap_or(false)
+        });
+        if reachable {
+            return src;
+        }
+        // Copies left by earlier test processes that have exited are removed first.
+        for e in fs::read_dir("/tmp").into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("posthorn-test-bin.")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        let dst = PathBuf::from(format!("/tmp/posthorn-test-bin.{}", std::process::id()));
+        fs::create_dir_all(&dst).unwrap();
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).unwrap();
+        copy_binaries(&src, &dst);
+        dst
+    })
+    .clone()
+}
+
+/// Copies the executables of `src` (not the `.d` files) into `dst`.
+fn copy_binaries(src: &Path, dst: &Path) {
+    for e in fs::read_dir(src).unwrap().flatten() {
+        let p = e.path();
+        let is_exec = e
+            .metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false);
+        if is_exec && p.extension().is_none_or(|x| x != "d") {
+            fs::copy(&p, dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// Prepares a privileged instance (root only): the accounts `posthorn` (mail_owner) and
 /// group `postdrop`, and a private copy of the binaries in ROOT/bin, so that making
 /// `postdrop` setgid there does not change the shared build tree.
@@ -79,16 +126,7 @@ fn privileged_setup(root: &Path) -> PathBuf {
     let src = bin_dir();
     let bin = root.join("bin");
     fs::create_dir_all(&bin).unwrap();
-    for e in fs::read_dir(&src).unwrap().flatten() {
-        let p = e.path();
-        let is_exec = e
-            .metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false);
-        if is_exec && p.extension().is_none_or(|x| x != "d") {
-            fs::copy(&p, bin.join(e.file_name())).unwrap();
-        }
-    }
+    copy_binaries(&src, &bin);
     bin
 }
 
@@ -165,6 +203,7 @@ impl Instance {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = dir.path().to_path_buf();
         let bin = match mode {
+            Mode::Unprivileged if is_root() => bin_dir_for_others(),
             Mode::Unprivileged => bin_dir(),
             Mode::Privileged => privileged_setup(&root),
         };
