@@ -20,11 +20,31 @@
 //!
 //! At start qmgr moves anything left in `active/` (a previous qmgr died) back to
 //! `incoming/`: the queue is the only state, and at worst a recipient is delivered twice.
+//! With each deferred scan it does the same for a file that has sat in `active/` for over a
+//! minute without being worked on (a move to `deferred/`, a removal or an activation that
+//! failed halfway), so such a message is retried rather than stuck until the next start.
+//! Incoming scans skip incomplete files (cleanup is still writing them) and remove those
+//! whose writer died (it no longer holds the file's lock), and they remove `tmp.*` files
+//! older than an hour from the top of `incoming/`: names a crashed cleanup left while
+//! creating a queue file, never mail.
+//!
+//! A delivery agent (or bounce) must connect and greet within 30 seconds; a request may
+//! then take up to `ipc_timeout`. A failed or timed-out request defers its recipients.
+//! A success notice that cannot be sent is logged and not retried (the recipients are
+//! done); a non-delivery notice is retried with the message.
 //!
 //! Address resolution (until the resolver library of the relay release): a domain in
 //! `mydestination`, or no domain, goes to `local_transport`; a domain in
 //! `virtual_mailbox_domains` to `virtual_transport`; anything else to `default_transport`.
 //! A transport without a running service defers its mail ("mail transport unavailable").
+//!
+//! # Signals
+//! SIGTERM (sent by master on `posthorn stop` and `posthorn reload`) stops qmgr gracefully:
+//! it activates and dispatches no more messages and accepts no more triggers, but keeps
+//! recording the answers of deliveries already under way and finishing their messages
+//! (including the notices that complete them), then exits when none is left or after 8
+//! seconds (master kills after 10). What is still unanswered then stays in `active/` and is
+//! retried at the next start.
 //!
 //! # Security
 //! Runs as `mail_owner`. Trusts queue files only after full verification (damaged files go
@@ -41,12 +61,13 @@
 //! `qmgr_message_active_limit`, `default_destination_concurrency_limit`,
 //! `default_destination_recipient_limit`, `local_destination_recipient_limit`,
 //! `mydestination`, `virtual_mailbox_domains`, `local_transport`, `virtual_transport`,
-//! `default_transport`.
+//! `default_transport`, `ipc_timeout`.
 
 mod schedule;
 mod transport;
 
 fn main() {
-    let daemon = posthorn_server::start("qmgr");
-    schedule::Scheduler::new(daemon).run();
+    let mut daemon = posthorn_server::start("qmgr");
+    let scheduler = schedule::Scheduler::new(&daemon.config, daemon.layout.clone());
+    scheduler.run(&mut daemon);
 }

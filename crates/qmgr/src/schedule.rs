@@ -1,23 +1,32 @@
-//! The scheduler: queue scans, activation, jobs, results, completion.
+//! The scheduler: queue scans, activation, jobs, results, completion, graceful stop.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use posthorn_config::Config;
 use posthorn_proto::bounce::{self, Entry, NoticeKind, Notify};
 use posthorn_proto::delivery::{Deliver, Outcome, Rcpt, Status};
 use posthorn_proto::trigger;
 use posthorn_queue::file::{self, Envelope, LogEntry, QueueFile};
-use posthorn_queue::{QueueId, QueueName};
+use posthorn_queue::{QueueId, QueueLayout, QueueName};
 use posthorn_server::Daemon;
 
-use crate::transport::{Answer, Done, Job, Transports, Work};
+use crate::transport::{Answer, Done, Job, Timeouts, Transports, Work};
+
+/// How long a graceful stop waits for outstanding jobs (master sends SIGKILL after 10 s).
+const DRAIN_LIMIT: Duration = Duration::from_secs(8);
+/// A file in `active/` that no message in memory owns for this long is stranded.
+const STRANDED_AGE: Duration = Duration::from_secs(60);
+/// A `tmp.*` file in `incoming/` this old was left by a crash inside `NewQueueFile::create`.
+const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 
 /// Settings read once.
 struct Settings {
@@ -38,6 +47,8 @@ struct Settings {
     local_transport: String,
     virtual_transport: String,
     default_transport: String,
+    /// Limits of the connections to agents and bounce.
+    timeouts: Timeouts,
 }
 
 fn transport_name(v: &str) -> String {
@@ -52,8 +63,7 @@ fn domain_set(list: Vec<String>) -> HashSet<String> {
 }
 
 impl Settings {
-    fn new(d: &Daemon) -> Settings {
-        let c = &d.config;
+    fn new(c: &Config) -> Settings {
         let limit = |n: &str| usize::try_from(c.get_int(n)).unwrap_or(1).max(1);
         let vdom = c.get_list("virtual_mailbox_domains");
         let virtual_tables = vdom
@@ -86,6 +96,10 @@ impl Settings {
             local_transport: transport_name(&c.get("local_transport")),
             virtual_transport: transport_name(&c.get("virtual_transport")),
             default_transport: transport_name(&c.get("default_transport")),
+            timeouts: Timeouts {
+                greeting: Timeouts::GREETING,
+                request: c.get_duration("ipc_timeout"),
+            },
         }
     }
 
@@ -134,7 +148,7 @@ struct JobInfo {
 
 /// The queue manager.
 pub struct Scheduler {
-    d: Daemon,
+    layout: QueueLayout,
     s: Settings,
     active: HashMap<QueueId, Msg>,
     jobs: HashMap<u64, JobInfo>,
@@ -143,6 +157,7 @@ pub struct Scheduler {
     done_rx: Receiver<Done>,
     wake_r: UnixStream,
     next_deferred_scan: Instant,
+    next_tmp_sweep: Instant,
 }
 
 fn fmt_delay(d: Duration) -> String {
@@ -169,43 +184,41 @@ fn since(t: SystemTime) -> Duration {
 
 impl Scheduler {
     /// Sets up the scheduler (and recovers `active/`).
-    pub fn new(d: Daemon) -> Scheduler {
-        let s = Settings::new(&d);
+    pub fn new(config: &Config, layout: QueueLayout) -> Scheduler {
+        let s = Settings::new(config);
         let (done_tx, done_rx) = channel();
         let (wake_r, wake_w) =
             UnixStream::pair().unwrap_or_else(|e| posthorn_log::fatal(format!("socketpair: {e}")));
         let _ = wake_r.set_nonblocking(true);
         let _ = wake_w.set_nonblocking(true);
-        match d.layout.list(QueueName::Active) {
+        match layout.list(QueueName::Active) {
             Ok(ids) => {
                 for id in ids {
-                    if let Err(e) = d
-                        .layout
-                        .move_to(&id, QueueName::Active, QueueName::Incoming)
-                    {
+                    if let Err(e) = layout.move_to(&id, QueueName::Active, QueueName::Incoming) {
                         log::warn!("{id}: cannot move back to incoming: {e}");
                     }
                 }
             }
             Err(e) => log::warn!("active queue: {e}"),
         }
+        let timeouts = s.timeouts;
         Scheduler {
-            d,
+            layout,
             s,
             active: HashMap::new(),
             jobs: HashMap::new(),
             seq: 0,
-            transports: Transports::new(done_tx, wake_w),
+            transports: Transports::new(done_tx, wake_w, timeouts),
             done_rx,
             wake_r,
             next_deferred_scan: Instant::now(),
+            next_tmp_sweep: Instant::now(),
         }
     }
 
-    /// The event loop; returns on SIGTERM.
-    pub fn run(mut self) {
-        let mut listeners: Vec<UnixListener> = self
-            .d
+    /// The event loop; on SIGTERM it stops gracefully ([`Scheduler::drain`]) and returns.
+    pub fn run(mut self, d: &mut Daemon) {
+        let mut listeners: Vec<UnixListener> = d
             .take_listeners()
             .into_iter()
             .map(UnixListener::from)
@@ -215,14 +228,16 @@ impl Scheduler {
         }
         let mut triggers: Vec<UnixStream> = Vec::new();
         self.scan(QueueName::Incoming, false);
+        // One long-running process (maxproc 1): busy from now on, so master counts a later
+        // exit as the end of a working qmgr, not as a failed startup to throttle.
+        d.report(true);
         loop {
-            if self.d.stopping() {
-                log::info!("terminating on signal");
-                return;
+            if d.stopping() {
+                break;
             }
             let now = Instant::now();
             if now >= self.next_deferred_scan {
-                self.scan(QueueName::Deferred, false);
+                self.scan_deferred(false);
                 self.next_deferred_scan = now + self.s.run_delay;
             }
             let (mut incoming, mut deferred, mut all) = (false, false, false);
@@ -281,24 +296,155 @@ impl Scheduler {
             }
             if all {
                 self.scan(QueueName::Incoming, true);
-                self.scan(QueueName::Deferred, true);
+                self.scan_deferred(true);
             } else {
                 if incoming {
                     self.scan(QueueName::Incoming, false);
                 }
                 if deferred {
-                    self.scan(QueueName::Deferred, false);
+                    self.scan_deferred(false);
                 }
+            }
+        }
+        // Leave the listeners and pending triggers alone from here on: what is waiting in
+        // the listeners' backlog makes master start the next qmgr as soon as this one exits.
+        drop(triggers);
+        drop(listeners);
+        self.drain(DRAIN_LIMIT);
+    }
+
+    /// Graceful stop: activates and dispatches nothing new, but keeps taking the answers of
+    /// outstanding jobs and finishing their messages (recording results, sending the
+    /// notices that complete them, removing or deferring them), until no job is left or
+    /// `limit` has passed. Whatever is still outstanding then stays in `active/` and is
+    /// retried at the next start (a recipient may then be delivered twice).
+    fn drain(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        if self.jobs.is_empty() {
+            log::info!("terminating on signal");
+            return;
+        }
+        log::info!(
+            "terminating on signal: waiting for {} job(s) in progress",
+            self.jobs.len()
+        );
+        while !self.jobs.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::warn!(
+                    "terminating with {} job(s) still in progress; {} message(s) stay in the active queue and are retried at the next start",
+                    self.jobs.len(),
+                    self.active.len()
+                );
+                return;
+            }
+            match self
+                .done_rx
+                .recv_timeout(left.min(Duration::from_millis(500)))
+            {
+                Ok(done) => self.job_done(done),
+                Err(RecvTimeoutError::Timeout) => {}
+                // The transports hold a sender as long as the scheduler lives.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        log::info!("all jobs finished; exiting");
+    }
+
+    /// Scans `deferred/` (after the stranded-file check, whose messages go to `incoming/`).
+    fn scan_deferred(&mut self, force: bool) {
+        if self.recover_stranded(STRANDED_AGE) > 0 {
+            self.scan(QueueName::Incoming, false);
+        }
+        self.scan(QueueName::Deferred, force);
+    }
+
+    /// Moves files that sit in `active/` without a message in memory back to `incoming/`,
+    /// so they are retried: left there when finishing (removal, move to `deferred/`) or
+    /// activation failed after the rename. Only files unchanged for `min_age` count (a
+    /// rename into `active/` updates the inode change time), which keeps this safe even
+    /// against a second qmgr working on the same queue. Returns how many were moved.
+    fn recover_stranded(&mut self, min_age: Duration) -> usize {
+        let ids = match self.layout.list(QueueName::Active) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("{}: {e}", self.layout.dir(QueueName::Active).display());
+                return 0;
+            }
+        };
+        let mut moved = 0;
+        for id in ids {
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            let Ok(meta) = fs::symlink_metadata(self.layout.path(QueueName::Active, &id)) else {
+                continue;
+            };
+            let changed = u64::try_from(meta.ctime())
+                .ok()
+                .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+                .unwrap_or(UNIX_EPOCH);
+            if since(changed) < min_age {
+                continue;
+            }
+            match self
+                .layout
+                .move_to(&id, QueueName::Active, QueueName::Incoming)
+            {
+                Ok(_) => {
+                    log::warn!("{id}: stranded in the active queue; moved back to incoming");
+                    moved += 1;
+                }
+                Err(e) => log::warn!("{id}: stranded in the active queue; cannot move it: {e}"),
+            }
+        }
+        moved
+    }
+
+    /// Removes `tmp.*` files older than `max_age` from the top of `incoming/`: the
+    /// temporary names of `NewQueueFile::create`, left only by a crash between creating and
+    /// renaming (no queue file ever lives under such a name). `maildrop/` is pickup's.
+    fn remove_stale_temporaries(&self, max_age: Duration) {
+        let dir = self.layout.dir(QueueName::Incoming);
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                log::warn!("{}: {e}", dir.display());
+                return;
+            }
+        };
+        for e in rd.flatten() {
+            if !e.file_name().as_encoded_bytes().starts_with(b"tmp.") {
+                continue;
+            }
+            let path = e.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() || meta.modified().map(since).unwrap_or_default() < max_age {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => log::warn!("removed stale temporary file {}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("cannot remove stale temporary file {}: {e}", path.display()),
             }
         }
     }
 
     /// Activates the ready messages of queue `q`; `force` ignores retry times.
     fn scan(&mut self, q: QueueName, force: bool) {
-        let ids = match self.d.layout.list(q) {
+        if q == QueueName::Incoming {
+            let now = Instant::now();
+            if now >= self.next_tmp_sweep {
+                self.remove_stale_temporaries(STALE_TMP_AGE);
+                self.next_tmp_sweep = now + self.s.run_delay;
+            }
+        }
+        let ids = match self.layout.list(q) {
             Ok(v) => v,
             Err(e) => {
-                log::warn!("{}: {e}", self.d.layout.dir(q).display());
+                log::warn!("{}: {e}", self.layout.dir(q).display());
                 return;
             }
         };
@@ -309,13 +455,16 @@ impl Scheduler {
             if self.active.contains_key(&id) {
                 continue;
             }
-            let path = self.d.layout.path(q, &id);
+            let path = self.layout.path(q, &id);
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
             if !file::is_complete(&meta) {
+                // cleanup is still writing it, or died (then it no longer holds the file's
+                // lock, and the file will never be completed). The age rule covers files
+                // written without the lock by older versions.
                 let age = meta.modified().map(since).unwrap_or_default();
-                if age > Duration::from_secs(86_400) {
+                if file::writer_gone(&path) || age > Duration::from_secs(86_400) {
                     log::warn!("{id}: removing incomplete queue file left by cleanup");
                     let _ = fs::remove_file(&path);
                 }
@@ -332,7 +481,7 @@ impl Scheduler {
     }
 
     fn activate(&mut self, id: &QueueId, from: QueueName) {
-        let path = match self.d.layout.move_to(id, from, QueueName::Active) {
+        let path = match self.layout.move_to(id, from, QueueName::Active) {
             Ok(p) => p,
             Err(e) => {
                 log::warn!("{id}: cannot move to active: {e}");
@@ -341,14 +490,20 @@ impl Scheduler {
         };
         let qf = match QueueFile::open_read_only(&path) {
             Ok(q) => q,
+            // A file that cannot be moved out of active/ here is stranded: a later
+            // deferred scan returns it to incoming/ (recover_stranded).
             Err(e) if e.is_corrupt() => {
-                log::warn!("{e}; moved to corrupt/");
-                let _ = file::quarantine(&self.d.layout, &path);
+                match file::quarantine(&self.layout, &path) {
+                    Ok(_) => log::warn!("{e}; moved to corrupt/"),
+                    Err(qe) => log::warn!("{e}; cannot move to corrupt/: {qe}"),
+                }
                 return;
             }
             Err(e) => {
                 log::warn!("{e}");
-                let _ = self.d.layout.move_to(id, QueueName::Active, from);
+                if let Err(me) = self.layout.move_to(id, QueueName::Active, from) {
+                    log::warn!("{id}: cannot move back to {}: {me}", from.as_str());
+                }
                 return;
             }
         };
@@ -390,7 +545,7 @@ impl Scheduler {
 
     /// Returns every remaining recipient of an expired message to its sender.
     fn expire(&mut self, msg: &mut Msg) {
-        let reasons = file::read_log(&self.d.layout, QueueName::Defer, &msg.id).unwrap_or_default();
+        let reasons = file::read_log(&self.layout, QueueName::Defer, &msg.id).unwrap_or_default();
         for r in msg.env.recipients.iter().filter(|r| !r.done) {
             let last = reasons.iter().rev().find(|e| e.recipient == r.address);
             let (dsn, reason) = match last {
@@ -442,7 +597,7 @@ impl Scheduler {
             }
         }
         for (t, hop, rcpts) in groups {
-            let socket = self.d.layout.private_socket(&t);
+            let socket = self.layout.private_socket(&t);
             if t.is_empty() || t.contains('/') || !socket.exists() {
                 let why = format!("mail transport unavailable: no \"{t}\" service in master.cf");
                 for r in &rcpts {
@@ -564,6 +719,21 @@ impl Scheduler {
                     }
                     msg.bouncing.clear();
                     msg.bounced.clear();
+                } else if !ok {
+                    // Like Postfix, a success or delay notice is not worth keeping the
+                    // message for: the recipients are done. Say that it was lost.
+                    let why = match answer {
+                        Answer::Failed(w) | Answer::Notified(bounce::Reply::Failed(w)) => w,
+                        _ => String::new(),
+                    };
+                    log::warn!(
+                        "{}: cannot send the {} notification: {why}; not retried",
+                        msg.id,
+                        match kind {
+                            NoticeKind::Success => "delivery status",
+                            _ => "delay",
+                        }
+                    );
                 }
             }
             (None, Answer::Notified(_)) => {}
@@ -726,14 +896,17 @@ impl Scheduler {
         let remaining = msg.env.recipients.iter().any(|r| !r.done);
         if !remaining {
             if let Err(e) = fs::remove_file(&msg.path) {
+                // Every recipient is done: when the stranded-file check retries it, it is
+                // found finished and removed then.
                 log::warn!("{id}: cannot remove: {e}");
+                return;
             }
-            let _ = fs::remove_file(self.d.layout.path(QueueName::Defer, id));
+            let _ = fs::remove_file(self.layout.path(QueueName::Defer, id));
             log::info!("{id}: removed");
             return;
         }
         if !msg.deferred.is_empty()
-            && let Err(e) = file::append_log(&self.d.layout, QueueName::Defer, id, &msg.deferred)
+            && let Err(e) = file::append_log(&self.layout, QueueName::Defer, id, &msg.deferred)
         {
             log::warn!("{e}");
         }
@@ -742,7 +915,6 @@ impl Scheduler {
             self.s.max_backoff.max(self.s.min_backoff),
         );
         match self
-            .d
             .layout
             .move_to(id, QueueName::Active, QueueName::Deferred)
         {
@@ -751,7 +923,16 @@ impl Scheduler {
                     let _ = f.set_modified(SystemTime::now() + delay);
                 }
             }
-            Err(e) => log::warn!("{id}: cannot move to deferred: {e}"),
+            // The message is not kept in memory for another try: the file stays in
+            // active/ and the stranded-file check of a later deferred scan moves it back to
+            // incoming/, the same recovery as for a failed activation or removal. That
+            // retries it at the first deferred scan a minute or more later instead of after
+            // its backoff, which is harmless (a failing rename means local trouble), and
+            // needs no extra state that would hold an active slot and a retry timer of its
+            // own.
+            Err(e) => log::warn!(
+                "{id}: cannot move to deferred: {e}; left in the active queue, to be retried"
+            ),
         }
     }
 
@@ -763,10 +944,7 @@ impl Scheduler {
             queue_id: msg.id.to_string(),
             entries,
         };
-        let socket = self
-            .d
-            .layout
-            .private_socket(posthorn_proto::service::BOUNCE);
+        let socket = self.layout.private_socket(posthorn_proto::service::BOUNCE);
         self.jobs.insert(
             self.seq,
             JobInfo {
@@ -793,6 +971,262 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use posthorn_proto::delivery;
+    use posthorn_proto::{Conn, Frame, FrameReader};
+    use posthorn_queue::DirOwner;
+    use posthorn_queue::file::{NewQueueFile, Recipient, SizeRecord};
+    use posthorn_queue::record::kind;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn instance() -> (tempfile::TempDir, QueueLayout, Config) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("q");
+        let layout = QueueLayout::new(&root, &["deferred".into()], 1);
+        layout.create_tree(&DirOwner::default()).unwrap();
+        let mut c = Config::defaults();
+        c.set("queue_directory", root.to_str().unwrap());
+        c.set("mydestination", "localhost");
+        c.set("local_transport", "local");
+        (tmp, layout, c)
+    }
+
+    /// Queues a message in `q` with recipients (address, NOTIFY).
+    fn queue_message(l: &QueueLayout, q: QueueName, rcpts: &[(&str, Option<&str>)]) -> QueueId {
+        let mut f = NewQueueFile::create(l, q).unwrap();
+        let env = Envelope {
+            sender: "s@example.org".into(),
+            arrival: Some(SystemTime::now()),
+            recipients: rcpts
+                .iter()
+                .map(|(a, n)| Recipient {
+                    address: (*a).into(),
+                    notify: n.map(Into::into),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        env.write_records(f.writer()).unwrap();
+        let body = b"Subject: t\n\nhi\n";
+        let m = f.put(kind::MESG, b"").unwrap();
+        f.put_content(body).unwrap();
+        f.put(kind::XTRA, b"").unwrap();
+        f.commit(SizeRecord {
+            content_size: body.len() as u64,
+            content_offset: m,
+            recipients: rcpts.len() as u64,
+            flags: 0,
+        })
+        .unwrap()
+    }
+
+    /// A fake service at `private/NAME` that greets with `proto` and answers each request
+    /// with `answer` after `delay`; returns the count of requests seen.
+    fn agent(
+        l: &QueueLayout,
+        name: &str,
+        proto: &'static str,
+        version: u64,
+        delay: Duration,
+        answer: impl Fn(FrameReader<'_>) -> Frame + Send + 'static,
+    ) -> Arc<AtomicUsize> {
+        let listener = UnixListener::bind(l.private_socket(name)).unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { return };
+                let mut c = Conn::new(s).unwrap();
+                if c.greet(proto, version).is_err() {
+                    continue;
+                }
+                while let Ok(r) = c.read_frame() {
+                    let f = answer(r);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(delay);
+                    if c.send(&f).and_then(|()| c.flush()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        seen
+    }
+
+    /// A delivery agent answering `outcome` for every recipient.
+    fn local_agent(l: &QueueLayout, delay: Duration, outcome: Outcome) -> Arc<AtomicUsize> {
+        agent(
+            l,
+            "local",
+            delivery::PROTOCOL,
+            delivery::VERSION,
+            delay,
+            move |r| {
+                let d = Deliver::decode(r).unwrap();
+                let st: Vec<Status> = d
+                    .rcpts
+                    .iter()
+                    .map(|r| Status {
+                        offset: r.offset,
+                        outcome,
+                        dsn: if outcome == Outcome::Sent {
+                            "2.0.0"
+                        } else {
+                            "5.1.1"
+                        }
+                        .into(),
+                        relay: "local".into(),
+                        reason: "test".into(),
+                    })
+                    .collect();
+                delivery::reply_frame(&st)
+            },
+        )
+    }
+
+    /// The bounce daemon, answering `reply` to every notice.
+    fn bounce_agent(l: &QueueLayout, reply: bounce::Reply) -> Arc<AtomicUsize> {
+        agent(
+            l,
+            "bounce",
+            bounce::PROTOCOL,
+            bounce::VERSION,
+            Duration::ZERO,
+            move |r| {
+                Notify::decode(r).unwrap();
+                reply.frame()
+            },
+        )
+    }
+
+    fn all_files(l: &QueueLayout) -> Vec<(QueueName, QueueId)> {
+        let mut v = Vec::new();
+        for q in [
+            QueueName::Incoming,
+            QueueName::Active,
+            QueueName::Deferred,
+            QueueName::Corrupt,
+        ] {
+            for id in l.list(q).unwrap() {
+                v.push((q, id));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn graceful_stop_records_answers_that_arrive_later() {
+        let (_t, l, c) = instance();
+        local_agent(&l, Duration::from_millis(300), Outcome::Sent);
+        let id = queue_message(&l, QueueName::Incoming, &[("u@localhost", None)]);
+        let mut s = Scheduler::new(&c, l.clone());
+        s.scan(QueueName::Incoming, false);
+        assert_eq!(s.jobs.len(), 1);
+        assert!(l.path(QueueName::Active, &id).exists());
+        s.drain(Duration::from_secs(10));
+        assert!(s.jobs.is_empty() && s.active.is_empty());
+        assert!(all_files(&l).is_empty(), "{:?}", all_files(&l));
+    }
+
+    #[test]
+    fn graceful_stop_sends_the_notices_that_complete_a_message() {
+        let (_t, l, c) = instance();
+        local_agent(&l, Duration::from_millis(100), Outcome::Bounced);
+        let notices = bounce_agent(&l, bounce::Reply::Sent("N".into()));
+        queue_message(&l, QueueName::Incoming, &[("u@localhost", None)]);
+        let mut s = Scheduler::new(&c, l.clone());
+        s.scan(QueueName::Incoming, false);
+        s.drain(Duration::from_secs(10));
+        assert_eq!(notices.load(Ordering::SeqCst), 1);
+        assert!(s.jobs.is_empty());
+        assert!(all_files(&l).is_empty(), "{:?}", all_files(&l));
+    }
+
+    #[test]
+    fn graceful_stop_gives_up_at_its_limit() {
+        let (_t, l, c) = instance();
+        local_agent(&l, Duration::from_secs(30), Outcome::Sent);
+        let id = queue_message(&l, QueueName::Incoming, &[("u@localhost", None)]);
+        let mut s = Scheduler::new(&c, l.clone());
+        s.scan(QueueName::Incoming, false);
+        let start = Instant::now();
+        s.drain(Duration::from_millis(300));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(s.jobs.len(), 1);
+        // Left in active/: the next start retries it.
+        assert_eq!(all_files(&l), vec![(QueueName::Active, id)]);
+    }
+
+    #[test]
+    fn a_failed_success_notice_does_not_keep_the_message() {
+        let (_t, l, c) = instance();
+        local_agent(&l, Duration::ZERO, Outcome::Sent);
+        let notices = bounce_agent(&l, bounce::Reply::Failed("cleanup is down".into()));
+        queue_message(&l, QueueName::Incoming, &[("u@localhost", Some("SUCCESS"))]);
+        let mut s = Scheduler::new(&c, l.clone());
+        s.scan(QueueName::Incoming, false);
+        s.drain(Duration::from_secs(10));
+        assert_eq!(notices.load(Ordering::SeqCst), 1);
+        assert!(s.jobs.is_empty() && s.active.is_empty());
+        assert!(all_files(&l).is_empty(), "{:?}", all_files(&l));
+    }
+
+    #[test]
+    fn stranded_active_files_go_back_to_incoming() {
+        let (_t, l, c) = instance();
+        local_agent(&l, Duration::from_secs(30), Outcome::Sent);
+        let busy = queue_message(&l, QueueName::Incoming, &[("u@localhost", None)]);
+        let mut s = Scheduler::new(&c, l.clone());
+        s.scan(QueueName::Incoming, false);
+        assert!(s.active.contains_key(&busy));
+        // As if a move to deferred/ had failed: in active/, unknown to the scheduler.
+        let lost = queue_message(&l, QueueName::Active, &[("v@localhost", None)]);
+        // Too recent: left alone.
+        assert_eq!(s.recover_stranded(STRANDED_AGE), 0);
+        assert!(l.path(QueueName::Active, &lost).exists());
+        assert_eq!(s.recover_stranded(Duration::ZERO), 1);
+        assert!(l.path(QueueName::Incoming, &lost).exists());
+        // The message being worked on stays where it is.
+        assert!(l.path(QueueName::Active, &busy).exists());
+    }
+
+    #[test]
+    fn incomplete_files_are_removed_only_when_their_writer_is_gone() {
+        let (_t, l, c) = instance();
+        let writing = NewQueueFile::create(&l, QueueName::Incoming).unwrap();
+        let dead = NewQueueFile::create(&l, QueueName::Incoming).unwrap();
+        let dead_path = dead.path().to_path_buf();
+        // A writer killed mid-file: its lock is gone, the incomplete file stays.
+        let partial = fs::read(&dead_path).unwrap();
+        drop(dead);
+        fs::write(&dead_path, partial).unwrap();
+        let mut s = Scheduler::new(&c, l.clone());
+        s.scan(QueueName::Incoming, false);
+        assert!(!dead_path.exists());
+        assert!(writing.path().exists());
+        assert!(s.active.is_empty());
+    }
+
+    #[test]
+    fn incoming_scans_remove_stale_temporary_files_only() {
+        let (_t, l, c) = instance();
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        let make = |p: PathBuf, t: SystemTime| {
+            let f = fs::File::create(&p).unwrap();
+            f.set_modified(t).unwrap();
+            p
+        };
+        let incoming = l.dir(QueueName::Incoming);
+        let stale = make(incoming.join("tmp.123.456.0"), old);
+        let fresh = make(incoming.join("tmp.123.789.0"), SystemTime::now());
+        let other = make(incoming.join("tmpfile"), old);
+        let maildrop = make(l.dir(QueueName::Maildrop).join("tmp.1.2.0"), old);
+        let mut s = Scheduler::new(&c, l.clone());
+        s.scan(QueueName::Incoming, false);
+        assert!(!stale.exists());
+        assert!(fresh.exists() && other.exists() && maildrop.exists());
+    }
 
     #[test]
     fn delay_format() {

@@ -54,6 +54,21 @@ pub struct Done {
     pub answer: Answer,
 }
 
+/// Time limits of a worker's connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Connecting and reading the agent's greeting. Short: an agent that crash-loops or that
+    /// master throttles never greets, and its worker must not hang on it.
+    pub greeting: Duration,
+    /// One request and its answer (`ipc_timeout`): a delivery may legitimately take long.
+    pub request: Duration,
+}
+
+impl Timeouts {
+    /// The connect-and-greeting limit qmgr uses (30 s).
+    pub const GREETING: Duration = Duration::from_secs(30);
+}
+
 struct Pool {
     tx: Sender<Job>,
     rx: Arc<Mutex<Receiver<Job>>>,
@@ -68,15 +83,17 @@ pub struct Transports {
     pools: HashMap<String, Pool>,
     done_tx: Sender<Done>,
     wake: UnixStream,
+    timeouts: Timeouts,
 }
 
 impl Transports {
     /// Creates the pools' shared answer channel; `wake` is written to on every answer.
-    pub fn new(done_tx: Sender<Done>, wake: UnixStream) -> Self {
+    pub fn new(done_tx: Sender<Done>, wake: UnixStream, timeouts: Timeouts) -> Self {
         Transports {
             pools: HashMap::new(),
             done_tx,
             wake,
+            timeouts,
         }
     }
 
@@ -101,9 +118,10 @@ impl Transports {
             let wake = self.wake.try_clone().ok();
             let socket = pool.socket.clone();
             let name = transport.to_string();
+            let timeouts = self.timeouts;
             std::thread::Builder::new()
                 .name(format!("{name}-worker"))
-                .spawn(move || worker(&socket, &rx, &done, wake))
+                .spawn(move || worker(&socket, &rx, &done, wake, timeouts))
                 .unwrap_or_else(|e| {
                     posthorn_log::fatal(format!("cannot start a worker thread: {e}"))
                 });
@@ -126,6 +144,7 @@ fn worker(
     rx: &Arc<Mutex<Receiver<Job>>>,
     done: &Sender<Done>,
     wake: Option<UnixStream>,
+    timeouts: Timeouts,
 ) {
     let mut conn: Option<Conn> = None;
     loop {
@@ -139,7 +158,7 @@ fn worker(
         let started = Instant::now();
         // A request is written at most once: a second attempt after a failure could deliver
         // twice (the agent may have delivered before it died). Failures defer instead.
-        let answer = match run(&mut conn, socket, &job.work) {
+        let answer = match run(&mut conn, socket, &job.work, timeouts) {
             Ok(a) => a,
             Err(e) => {
                 conn = None;
@@ -177,6 +196,7 @@ fn run(
     conn: &mut Option<Conn>,
     socket: &std::path::Path,
     work: &Work,
+    timeouts: Timeouts,
 ) -> Result<Answer, ProtoError> {
     let (proto, version) = match work {
         Work::Deliver(_) => (delivery::PROTOCOL, delivery::VERSION),
@@ -188,12 +208,12 @@ fn run(
         *conn = None;
     }
     if conn.is_none() {
-        *conn = Some(Conn::connect(
-            socket,
-            proto,
-            version,
-            Some(Duration::from_secs(3600)),
-        )?);
+        // Connect and greeting under the short limit; the request under the long one.
+        let c = Conn::connect(socket, proto, version, Some(timeouts.greeting))?;
+        let request = Some(timeouts.request.max(Duration::from_secs(1)));
+        c.stream().set_read_timeout(request)?;
+        c.stream().set_write_timeout(request)?;
+        *conn = Some(c);
     }
     let Some(c) = conn.as_mut() else {
         return Err(ProtoError::Closed);
@@ -210,5 +230,83 @@ fn run(
             c.flush()?;
             Ok(Answer::Notified(bounce::Reply::decode(c.read_frame()?)?))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    fn request() -> Work {
+        Work::Deliver(Deliver {
+            queue_name: "active".into(),
+            queue_id: "X".into(),
+            nexthop: "localhost".into(),
+            rcpts: vec![delivery::Rcpt {
+                offset: 7,
+                address: "u@localhost".into(),
+                orig: String::new(),
+            }],
+        })
+    }
+
+    #[test]
+    fn an_agent_that_never_greets_fails_at_the_greeting_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("local");
+        // Listening but never accepting: connect succeeds, the greeting never comes.
+        let _l = UnixListener::bind(&path).unwrap();
+        let t = Timeouts {
+            greeting: Duration::from_millis(200),
+            request: Duration::from_secs(3600),
+        };
+        let start = Instant::now();
+        let mut conn = None;
+        assert!(run(&mut conn, &path, &request(), t).is_err());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(conn.is_none());
+    }
+
+    #[test]
+    fn a_request_may_take_longer_than_the_greeting_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("local");
+        let l = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut c = Conn::new(s).unwrap();
+            c.greet(delivery::PROTOCOL, delivery::VERSION).unwrap();
+            let d = Deliver::decode(c.read_frame().unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            let st: Vec<Status> = d
+                .rcpts
+                .iter()
+                .map(|r| Status {
+                    offset: r.offset,
+                    outcome: delivery::Outcome::Sent,
+                    dsn: "2.0.0".into(),
+                    relay: "local".into(),
+                    reason: "delivered".into(),
+                })
+                .collect();
+            c.send(&delivery::reply_frame(&st)).unwrap();
+            c.flush().unwrap();
+        });
+        let t = Timeouts {
+            greeting: Duration::from_millis(200),
+            request: Duration::from_secs(10),
+        };
+        let mut conn = None;
+        match run(&mut conn, &path, &request(), t) {
+            Ok(Answer::Delivered(st)) => assert_eq!(st[0].offset, 7),
+            Ok(_) => panic!("unexpected answer"),
+            Err(e) => panic!("request failed: {e}"),
+        }
+        let c = conn.expect("connection kept");
+        assert_eq!(
+            c.stream().read_timeout().unwrap(),
+            Some(Duration::from_secs(10))
+        );
     }
 }
