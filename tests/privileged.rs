@@ -56,6 +56,23 @@ fn privileged_instance_separates_privileges() {
     std::os::unix::fs::chown(&user.home, Some(user.uid), Some(user.gid)).unwrap();
     let owner = posthorn_sys::user_by_name("posthorn").unwrap().unwrap();
 
+    // The unprivileged daemons run chrooted into the queue directory.
+    let m = fs::read_to_string(inst.etc.join("master.cf")).unwrap();
+    let m: String = m
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() >= 8 && ["pickup", "cleanup", "qmgr", "bounce"].contains(&f[0]) {
+                let mut f = f.clone();
+                f[4] = "y";
+                f.join(" ")
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    fs::write(inst.etc.join("master.cf"), m).unwrap();
     let sp = inst.posthorn(&["set-permissions"]);
     assert!(
         sp.status.success(),
@@ -147,6 +164,11 @@ fn privileged_instance_separates_privileges() {
         match comm {
             "cleanup" | "qmgr" | "pickup" => {
                 assert_eq!(uid, Some(owner.uid), "{comm} runs as mail_owner");
+                let root = fs::read_link(format!("/proc/{p}/root")).unwrap();
+                assert_eq!(
+                    root, inst.queue,
+                    "{comm} is chrooted into the queue directory"
+                );
                 seen += 1;
             }
             "local" => assert_eq!(uid, Some(0), "local runs as root"),

@@ -82,7 +82,13 @@ impl FileSink {
         }
         self.last_check = now;
         let current = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()));
-        if self.file.is_some() && matches!(current, Ok(id) if id == self.id) {
+        // A path whose folder is not visible (a daemon chrooted into the queue directory)
+        // says nothing about rotation: keep writing to the file opened before the chroot.
+        let folder_visible = self
+            .path
+            .parent()
+            .is_none_or(|p| p.as_os_str().is_empty() || p.exists());
+        if self.file.is_some() && (matches!(current, Ok(id) if id == self.id) || !folder_visible) {
             return Ok(());
         }
         match open_append(&self.path) {

@@ -36,6 +36,7 @@
 //! Address resolution (until the resolver library of the relay release): a domain in
 //! `mydestination`, or no domain, goes to `local_transport`; a domain in
 //! `virtual_mailbox_domains` to `virtual_transport`; anything else to `default_transport`.
+//! Both lists hold domain names and lookup tables (queried with the domain), as in Postfix.
 //! A transport without a running service defers its mail ("mail transport unavailable").
 //!
 //! # Signals

@@ -40,10 +40,8 @@ struct Settings {
     concurrency: usize,
     rcpt_limit: usize,
     local_rcpt_limit: usize,
-    mydestination: HashSet<String>,
-    virtual_domains: HashSet<String>,
-    /// Tables in virtual_mailbox_domains, queried with the domain (Postfix's semantics).
-    virtual_tables: posthorn_tables::TableList,
+    mydestination: DomainList,
+    virtual_domains: DomainList,
     local_transport: String,
     virtual_transport: String,
     default_transport: String,
@@ -55,28 +53,36 @@ fn transport_name(v: &str) -> String {
     v.split(':').next().unwrap_or("").trim().to_string()
 }
 
-fn domain_set(list: Vec<String>) -> HashSet<String> {
-    list.into_iter()
-        .filter(|d| !d.contains(':'))
-        .map(|d| d.to_ascii_lowercase())
-        .collect()
+/// A main.cf domain list (mydestination, virtual_mailbox_domains): domain names, and
+/// lookup tables queried with the domain, as Postfix's match lists do.
+struct DomainList {
+    names: HashSet<String>,
+    tables: posthorn_tables::TableList,
+}
+
+impl DomainList {
+    fn new(c: &Config, param: &str) -> DomainList {
+        let list = c.get_list(param);
+        let (specs, names): (Vec<String>, Vec<String>) =
+            list.into_iter().partition(|d| d.contains(':'));
+        let tables = posthorn_tables::TableList::open(&specs).unwrap_or_else(|e| {
+            log::warn!("{param}: {e}");
+            posthorn_tables::TableList(Vec::new())
+        });
+        DomainList {
+            names: names.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
+            tables,
+        }
+    }
+
+    fn contains(&self, domain: &str) -> bool {
+        self.names.contains(domain) || matches!(self.tables.lookup(domain), Ok(Some(_)))
+    }
 }
 
 impl Settings {
     fn new(c: &Config) -> Settings {
         let limit = |n: &str| usize::try_from(c.get_int(n)).unwrap_or(1).max(1);
-        let vdom = c.get_list("virtual_mailbox_domains");
-        let virtual_tables = vdom
-            .iter()
-            .filter(|d| d.contains(':'))
-            .cloned()
-            .collect::<Vec<_>>();
-        let virtual_tables =
-            posthorn_tables::TableList::open(&virtual_tables).unwrap_or_else(|e| {
-                log::warn!("virtual_mailbox_domains: {e}");
-                posthorn_tables::TableList(Vec::new())
-            });
-        let virtual_domains = domain_set(vdom);
         Settings {
             run_delay: c
                 .get_duration("queue_run_delay")
@@ -90,9 +96,8 @@ impl Settings {
             concurrency: limit("default_destination_concurrency_limit"),
             rcpt_limit: limit("default_destination_recipient_limit"),
             local_rcpt_limit: limit("local_destination_recipient_limit"),
-            mydestination: domain_set(c.get_list("mydestination")),
-            virtual_domains,
-            virtual_tables,
+            mydestination: DomainList::new(c, "mydestination"),
+            virtual_domains: DomainList::new(c, "virtual_mailbox_domains"),
             local_transport: transport_name(&c.get("local_transport")),
             virtual_transport: transport_name(&c.get("virtual_transport")),
             default_transport: transport_name(&c.get("default_transport")),
@@ -109,11 +114,9 @@ impl Settings {
             Some(i) => addr[i + 1..].to_ascii_lowercase(),
             None => return (self.local_transport.clone(), String::new()),
         };
-        let t = if self.mydestination.contains(&domain) || domain == "localhost" {
+        let t = if self.mydestination.contains(&domain) {
             &self.local_transport
-        } else if self.virtual_domains.contains(&domain)
-            || matches!(self.virtual_tables.lookup(&domain), Ok(Some(_)))
-        {
+        } else if self.virtual_domains.contains(&domain) {
             &self.virtual_transport
         } else {
             &self.default_transport

@@ -113,8 +113,13 @@ pub fn load_config(dir: &std::path::Path, overrides: &[(String, String)]) -> Con
 
 /// The queue layout the configuration describes.
 pub fn layout_of(config: &Config) -> QueueLayout {
+    layout_rooted(config, config.get_path("queue_directory"))
+}
+
+/// The configured queue layout, rooted at `root` (`/` inside a chroot).
+fn layout_rooted(config: &Config, root: impl Into<std::path::PathBuf>) -> QueueLayout {
     QueueLayout::new(
-        config.get_path("queue_directory"),
+        root,
         &config.get_list("hash_queue_names"),
         usize::try_from(config.get_int("hash_queue_depth")).unwrap_or(1),
     )
@@ -163,7 +168,7 @@ pub fn start(program: &'static str) -> Daemon {
     let listeners = env_fds("POSTHORN_LISTEN_FDS");
     let status = env_fds("POSTHORN_STATUS_FD").into_iter().next();
     let from_master = status.is_some();
-    let layout = layout_of(&config);
+    let mut layout = layout_of(&config);
 
     let unpriv = std::env::var("POSTHORN_UNPRIV")
         .map(|v| v != "n")
@@ -179,8 +184,12 @@ pub fn start(program: &'static str) -> Daemon {
         if acct.uid == 0 {
             posthorn_log::fatal_with(78, format!("mail_owner {owner} must not be root"));
         }
-        if chroot && let Err(e) = posthorn_sys::chroot_to(layout.root()) {
-            posthorn_log::fatal(e);
+        if chroot {
+            if let Err(e) = posthorn_sys::chroot_to(layout.root()) {
+                posthorn_log::fatal(e);
+            }
+            // Inside the chroot the queue directory is "/".
+            layout = layout_rooted(&config, "/");
         }
         if let Err(e) = posthorn_sys::drop_privileges(acct.uid, acct.gid) {
             posthorn_log::fatal(e);
