@@ -1,0 +1,1 @@
+//! Delivery failures and master behaviour end to end (being written).
