@@ -203,6 +203,23 @@ fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     }
 }
 
+/// Maps a file read-only into memory (lookup tables built by postmap/postalias).
+///
+/// Contract: the file is never modified or truncated in place while mapped. posthorn's
+/// tables satisfy it by construction — `build_hash` writes a new file and renames it over
+/// the old one, so a mapped table keeps seeing its own (old) inode. Only another program
+/// truncating a live table file could break the contract (the process would get SIGBUS, as
+/// with any memory-mapped database).
+pub fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    #[allow(unsafe_code)]
+    // SAFETY: memmap2 requires that the file not be changed while mapped; see the contract
+    // above: table files are replaced by rename, never rewritten, and the caller keeps the
+    // mapping only as long as it holds this file open.
+    unsafe {
+        memmap2::Mmap::map(file)
+    }
+}
+
 /// Removes every environment variable except those named in `keep`. For setgid programs
 /// (postdrop), which must not let the caller's environment steer them. Call it first thing
 /// in `main`, before any thread exists.

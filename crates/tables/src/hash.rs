@@ -58,9 +58,16 @@ impl HashTable {
         };
         let mut file = File::open(db_path).map_err(|err| io_err(not_built_hint(db_path, err)))?;
         let meta = file.metadata().map_err(io_err)?;
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        file.read_to_end(&mut bytes).map_err(io_err)?;
-        let mut table = HashTable::from_bytes(db_path, Box::new(bytes))?;
+        // Tables are memory-mapped (posthorn-sys holds the one unsafe call); an empty file
+        // cannot be mapped and is read instead (it is rejected as corrupt either way).
+        let data: Box<dyn AsRef<[u8]> + Send + Sync> = if meta.len() > 0 {
+            Box::new(posthorn_sys::map_readonly(&file).map_err(io_err)?)
+        } else {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(io_err)?;
+            Box::new(bytes)
+        };
+        let mut table = HashTable::from_bytes(db_path, data)?;
         table.id = Some(FileId::of(&meta));
         table._file = Some(file);
         Ok(table)

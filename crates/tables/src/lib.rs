@@ -40,10 +40,10 @@
 //! the directory, so a reader sees the old or the new table, never a torn one; an open
 //! [`Table`] notices the new file with one `stat` per lookup and switches to it.
 //!
-//! The table is read into memory rather than mapped: `memmap2::Mmap::map` is `unsafe`, and
-//! `unsafe` is only allowed in `posthorn-sys`. [`HashTable::from_bytes`] takes any byte
-//! owner (a `memmap2::Mmap` included), so a mapping made by `posthorn-sys` can be plugged in
-//! without changing the format.
+//! The table file is memory-mapped read-only (`posthorn_sys::map_readonly`, the one audited
+//! `unsafe` call): pages are shared between processes and loaded on demand. Its contract
+//! (never modified in place) holds because tables are only ever replaced by rename.
+//! [`HashTable::from_bytes`] also takes any other byte owner (tests use a `Vec`).
 //!
 //! Performance note: building a 200,000-key table and looking up every key takes well under
 //! two seconds in a debug build (see the `two_hundred_thousand_keys` test).
