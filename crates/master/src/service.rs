@@ -262,7 +262,12 @@ impl Service {
                 );
             }
             Err(e) => {
-                log::error!("{}: cannot start {}: {e}", self.def.name, path.display());
+                log::error!(
+                    "{}: cannot start {}: {}",
+                    self.def.name,
+                    path.display(),
+                    io_text(&e)
+                );
                 self.throttle(Duration::from_secs(60));
             }
         }
@@ -315,9 +320,17 @@ impl Service {
     /// Removes the Unix socket at shutdown.
     pub fn remove_socket(&self) {
         if let Some(p) = &self.socket_path {
-            // Never blocks master: a full backlog means the service has work queued anyway.
-            let _ = posthorn_proto::trigger::send(p, &[posthorn_proto::trigger::WAKEUP]);
+            let _ = fs::remove_file(p);
         }
+    }
+}
+
+/// An I/O error's text without Rust's " (os error N)" suffix, as in Postfix's messages.
+fn io_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
     }
 }
 

@@ -548,6 +548,12 @@ impl Scheduler {
 
     /// Returns every remaining recipient of an expired message to its sender.
     fn expire(&mut self, msg: &mut Msg) {
+        // Postfix's one line per message (qmgr_active_done), which log tools count.
+        log::info!(
+            "{}: from=<{}>, status=expired, returned to sender",
+            msg.id,
+            msg.env.sender
+        );
         let reasons = file::read_log(&self.layout, QueueName::Defer, &msg.id).unwrap_or_default();
         for r in msg.env.recipients.iter().filter(|r| !r.done) {
             let last = reasons.iter().rev().find(|e| e.recipient == r.address);
@@ -555,16 +561,6 @@ impl Scheduler {
                 Some(e) => (e.dsn.clone(), e.reason.clone()),
                 None => ("4.7.0".to_string(), "message expired".to_string()),
             };
-            self.log_result(
-                msg,
-                &r.address,
-                r.orig.as_deref(),
-                "none",
-                &dsn,
-                "expired, returned to sender",
-                &reason,
-                None,
-            );
             msg.bounced.push(Entry {
                 recipient: r.address.clone(),
                 orig: r.orig.clone().unwrap_or_default(),
