@@ -68,10 +68,11 @@ fn serve(d: &Daemon, stream: UnixStream) -> Result<(), ProtoError> {
             Ok(id) => Reply::Sent(id),
             Err(e) => {
                 log::warn!("{}: cannot send notice: {e}", req.queue_id);
-                cleanup = None;
                 Reply::Failed(e)
             }
         };
+        // Notices are rare: don't keep a cleanup process busy between them.
+        cleanup = None;
         conn.send(&reply.frame())?;
         conn.flush()?;
     }

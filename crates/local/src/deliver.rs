@@ -142,7 +142,11 @@ impl CleanupForwarder {
 
 impl Forwarder for CleanupForwarder {
     fn forward(&mut self, copy: &ForwardCopy<'_>, msg: &Message<'_>) -> StepResult {
-        match self.submit(copy, msg) {
+        let result = self.submit(copy, msg);
+        // One cleanup connection per forwarded message, as Postfix: an idle local process
+        // must not keep a cleanup process busy.
+        self.client = None;
+        match result {
             Ok(Reply::Queued { id }) => {
                 log::debug!(
                     "{}: forwarded as {id} to {}",
