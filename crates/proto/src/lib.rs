@@ -10,6 +10,7 @@
 //! | qmgr          | local, virtual (`private/local`, `private/virtual`) | [`delivery`] | `Deliver` in, per-recipient `Status` out |
 //! | qmgr          | bounce (`private/bounce`) | [`bounce`] | `Notify` in, `Sent`/`Failed` out |
 //! | cleanup, postdrop, master, posthorn flush | qmgr (`public/qmgr`), pickup (`public/pickup`) | [`trigger`] | single bytes |
+//! | postqueue    | showq (`public/showq`) | `showq_protocol` (defined in posthorn-postqueue) | listing frames out |
 //!
 //! Framing: `length (u32, big-endian) | kind (u8) | fields`, each field `length (u32) | bytes`.
 //! A decoder consumes the whole frame and rejects unknown kinds, missing or extra fields,

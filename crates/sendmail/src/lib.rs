@@ -30,13 +30,9 @@
 //! queue). The three names are separate binaries of this crate and may also be symbolic
 //! links to `sendmail`.
 //!
-//! `mailq` prints the queue in the format of Postfix's `postqueue -p`: one entry per
-//! message with its queue ID (followed by `*` when the message is in the active queue,
-//! `!` when it is on hold), its size, its arrival time, its sender (`MAILER-DAEMON` for
-//! the null sender), the reason of the last delivery failure where known, and the
-//! recipients that still need delivery. Until posthorn has `postqueue` and `showq`,
-//! `mailq` reads the queue files itself and so works only for users who may read the
-//! queue directories. Arrival times are shown in UTC for now.
+//! `mailq` lists the queue: as Postfix's sendmail does, it runs `postqueue -p` (from
+//! `command_directory`) in its place, which gets the listing from the `showq` daemon; see
+//! postqueue(1) for the format. Any user may list the queue this way, without reading it.
 //!
 //! `newaliases` rebuilds each `hash:` database named in `alias_database` (or with `-oA`)
 //! from its aliases(5) source file.
@@ -49,7 +45,7 @@
 //! - `-bh`, `-bH` (ignored): there is no host status database; exits 0.
 //! - `-bi`, `-I`: rebuild the alias databases, as `newaliases`.
 //! - `-bm`: read a message and arrange for delivery (the default).
-//! - `-bp`: list the queue, as `mailq`.
+//! - `-bp`: list the queue, as `mailq` (runs `postqueue -p`).
 //! - `-bs`: stand-alone SMTP session on standard input. **Not implemented yet**; exits 69.
 //! - `-bv`: address verification report. **Not implemented yet**; exits 69.
 //! - `-C config_dir`: the configuration directory (a path ending in `main.cf` means its
@@ -98,11 +94,11 @@
 //! 0 when the message is safely queued (postdrop has fsynced the file and its directory),
 //! else a sysexits(3) code: 64 (EX_USAGE) for a bad command line or no recipients, 65
 //! (EX_DATAERR) when standard input cannot be read, 69 (EX_UNAVAILABLE) for features that
-//! are not implemented yet, when postdrop cannot be run, when the queue is not readable by
-//! `mailq`, or when `-q` finds the mail system down, 71 (EX_OSERR) when the user has no
-//! login name, 75 (EX_TEMPFAIL) when the message could not be queued (postdrop's own exit
-//! status is passed on when it is a sysexits code), 78 (EX_CONFIG) for configuration
-//! errors.
+//! are not implemented yet, when postdrop or postqueue cannot be run, or when `-q` finds
+//! the mail system down, 71 (EX_OSERR) when the user has no login name, 75 (EX_TEMPFAIL)
+//! when the message could not be queued (postdrop's own exit status is passed on when it
+//! is a sysexits code), 78 (EX_CONFIG) for configuration errors. `mailq` exits with the
+//! status of postqueue(1).
 //!
 //! # Environment
 //!
@@ -113,11 +109,10 @@
 //! # Configuration parameters
 //!
 //! - `alias_database`: the databases `newaliases` rebuilds.
-//! - `command_directory`: where `postdrop` is (default: the directory of this program; a
-//!   missing `postdrop` there is looked for next to this program).
+//! - `command_directory`: where `postdrop` and `postqueue` are (default: the directory of
+//!   this program; a program missing there is looked for next to this program).
 //! - `config_directory`: the default configuration directory, `/etc/posthorn`.
-//! - `hash_queue_depth`, `hash_queue_names`, `queue_directory`: the queue layout (`mailq`,
-//!   `-q`).
+//! - `queue_directory`: where `public/qmgr` is (`-q`).
 //! - `maillog_file`, `syslog_facility`, `syslog_name`: logging.
 //!
 //! # Files
@@ -128,7 +123,8 @@
 //!
 //! # See also
 //!
-//! postdrop(1), pickup(8), cleanup(8), qmgr(8), posthorn(1), aliases(5), sysexits(3).
+//! postdrop(1), postqueue(1), pickup(8), cleanup(8), qmgr(8), showq(8), posthorn(1),
+//! aliases(5), sysexits(3).
 
 pub mod address;
 pub mod args;
@@ -206,7 +202,7 @@ pub fn run(mode: Mode) -> i32 {
     }
     match &opts.action {
         Action::Enqueue => enqueue(&opts, &cfg, chosen_dir.as_deref(), verbose),
-        Action::Mailq => list_queue(&cfg),
+        Action::Mailq => list_queue(&opts, &cfg, chosen_dir.as_deref()),
         Action::Newaliases => rebuild_aliases(&opts, &cfg),
         Action::Flush => flush(&cfg),
         Action::Ignore | Action::NotImplemented(_) => 0,
@@ -277,20 +273,16 @@ fn enqueue(opts: &Options, cfg: &Config, chosen_dir: Option<&Path>, verbose: boo
     }
 }
 
-fn list_queue(cfg: &Config) -> i32 {
-    use std::io::Write;
-    let entries = match mailq::scan(&layout(cfg)) {
-        Ok(e) => e,
-        Err(e @ mailq::ScanError::NoAccess(_)) => posthorn_log::fatal_with(exit::UNAVAILABLE, e),
-        Err(e) => posthorn_log::fatal_with(exit::TEMPFAIL, e),
-    };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    match mailq::format(&entries, &mut out).and_then(|()| out.flush()) {
-        Ok(()) => 0,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(e) => posthorn_log::fatal_with(exit::IOERR, format!("output write error: {e}")),
-    }
+/// `mailq`, `-bp`: becomes `postqueue -p`; returns only when that cannot be run.
+fn list_queue(opts: &Options, cfg: &Config, chosen_dir: Option<&Path>) -> i32 {
+    let program = mailq::postqueue_program(&cfg.get_path("command_directory"));
+    let args = mailq::postqueue_args(chosen_dir, opts.verbose);
+    log::debug!("running {} {args:?}", program.display());
+    let e = mailq::exec_postqueue(&program, &args);
+    posthorn_log::fatal_with(
+        exit::UNAVAILABLE,
+        format!("execvp {}: {e}", program.display()),
+    )
 }
 
 fn rebuild_aliases(opts: &Options, cfg: &Config) -> i32 {

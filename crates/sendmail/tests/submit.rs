@@ -190,47 +190,82 @@ fn default_sender_is_the_login_name_and_name_comes_from_the_environment() {
     assert_eq!(qf.envelope.recipients[0].notify, None);
 }
 
-#[test]
-fn mailq_lists_what_was_submitted() {
-    let Some(inst) = instance() else { return };
-    let out = run(
-        SENDMAIL,
-        &inst,
-        &["-f", "a@x", "b@y", "c@z"],
-        b"Subject: q\n\n12345\n",
-        &[],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let id = inst.layout.list(QueueName::Maildrop).unwrap()[0].clone();
-    for (program, args) in [
-        (env!("CARGO_BIN_EXE_mailq"), &[][..]),
-        (SENDMAIL, &["-bp"][..]),
-    ] {
-        let out = run(program, &inst, args, b"", &[]);
-        assert!(out.status.success(), "{out:?}");
-        let text = String::from_utf8(out.stdout).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------"
-        );
-        assert!(
-            lines[1].starts_with(&format!("{:<17} {:>8} ", id.to_string(), 18)),
-            "{text}"
-        );
-        assert!(lines[1].ends_with(" a@x"), "{text}");
-        assert_eq!(lines[2].trim_start(), "b@y");
-        assert_eq!(lines[3].trim_start(), "c@z");
-        assert_eq!(&lines[4..], ["", "-- 0 Kbytes in 1 Request."]);
-    }
+/// A command_directory whose `postqueue` prints its name and arguments, complains on
+/// stderr and exits 3: mailq must run it in its place (exec: same status, same output).
+fn fake_postqueue() -> tempfile::TempDir {
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("postqueue");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"$0 $*\"\necho 'postqueue: fatal: test' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
 
 #[test]
-fn mailq_on_an_empty_queue() {
-    let inst = instance_with(&bin_dir());
-    let out = run(env!("CARGO_BIN_EXE_mailq"), &inst, &[], b"", &[]);
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(out.stdout, b"Mail queue is empty\n");
+fn mailq_and_bp_run_postqueue_p() {
+    let bin = fake_postqueue();
+    let inst = instance_with(bin.path());
+    let etc = inst.etc.display().to_string();
+    for (program, args, want) in [
+        (env!("CARGO_BIN_EXE_mailq"), &[][..], format!("-c {etc} -p")),
+        (SENDMAIL, &["-bp"][..], format!("-c {etc} -p")),
+        (
+            SENDMAIL,
+            &["-bp", "-v", "-v"][..],
+            format!("-c {etc} -p -v -v"),
+        ),
+        (
+            env!("CARGO_BIN_EXE_newaliases"),
+            &["-bp"][..],
+            format!("-c {etc} -p"),
+        ),
+    ] {
+        let out = run(program, &inst, args, b"", &[]);
+        assert_eq!(out.status.code(), Some(3), "{program} {args:?}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (argv0, rest) = text.trim_end().split_once(' ').unwrap();
+        assert!(argv0.ends_with("postqueue"), "{text}");
+        assert_eq!(rest, want, "{program} {args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("postqueue: fatal: test"),
+            "{out:?}"
+        );
+    }
+    // MAIL_CONFIG instead of -C: the same directory is passed on.
+    let out = Command::new(env!("CARGO_BIN_EXE_mailq"))
+        .env("MAIL_CONFIG", &inst.etc)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end()
+            .ends_with(&format!("postqueue -c {etc} -p")),
+        "{out:?}"
+    );
+    // Recipients are refused as before.
+    let out = run(env!("CARGO_BIN_EXE_mailq"), &inst, &["bob"], b"", &[]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+}
+
+#[test]
+fn mailq_without_postqueue_fails() {
+    // A copy of mailq alone in a folder that is also command_directory: no postqueue.
+    let bin = tempfile::tempdir().unwrap();
+    let mailq = bin.path().join("mailq");
+    std::fs::copy(env!("CARGO_BIN_EXE_mailq"), &mailq).unwrap();
+    let inst = instance_with(bin.path());
+    let out = run(mailq.to_str().unwrap(), &inst, &[], b"", &[]);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mailq: fatal: execvp "), "{err}");
+    assert!(
+        err.contains("postqueue: No such file or directory"),
+        "{err}"
+    );
 }
 
 #[test]
