@@ -59,7 +59,8 @@
 //! # Configuration parameters
 //! `queue_run_delay`, `minimal_backoff_time`, `maximal_backoff_time`,
 //! `maximal_queue_lifetime`, `bounce_queue_lifetime`, `soft_bounce`,
-//! `qmgr_message_active_limit`, `default_destination_concurrency_limit`,
+//! `qmgr_message_active_limit` (also capped below the open-file limit, since each active
+//! message keeps its queue file open), `default_destination_concurrency_limit`,
 //! `default_destination_recipient_limit`, `local_destination_recipient_limit`,
 //! `mydestination`, `virtual_mailbox_domains`, `local_transport`, `virtual_transport`,
 //! `default_transport`, `ipc_timeout`.

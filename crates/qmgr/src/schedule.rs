@@ -1,7 +1,7 @@
 //! The scheduler: queue scans, activation, jobs, results, completion, graceful stop.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -80,6 +80,23 @@ impl DomainList {
     }
 }
 
+/// How many queue files may be open at once: each active message holds its file open, so
+/// the active queue is capped below the descriptor limit (raised to its hard maximum first).
+fn fd_budget() -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 900;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    usize::try_from(soft.saturating_sub(200))
+        .unwrap_or(usize::MAX)
+        .max(100)
+}
+
 impl Settings {
     fn new(c: &Config) -> Settings {
         let limit = |n: &str| usize::try_from(c.get_int(n)).unwrap_or(1).max(1);
@@ -92,7 +109,7 @@ impl Settings {
             lifetime: c.get_duration("maximal_queue_lifetime"),
             bounce_lifetime: c.get_duration("bounce_queue_lifetime"),
             soft_bounce: c.get_bool("soft_bounce"),
-            active_limit: limit("qmgr_message_active_limit"),
+            active_limit: limit("qmgr_message_active_limit").min(fd_budget()),
             concurrency: limit("default_destination_concurrency_limit"),
             rcpt_limit: limit("default_destination_recipient_limit"),
             local_rcpt_limit: limit("local_destination_recipient_limit"),
@@ -129,6 +146,8 @@ impl Settings {
 struct Msg {
     id: QueueId,
     path: PathBuf,
+    /// The queue file, open read-write for the whole time the message is active.
+    file: std::fs::File,
     env: Envelope,
     activated: Instant,
     arrival: SystemTime,
@@ -491,7 +510,10 @@ impl Scheduler {
                 return;
             }
         };
-        let qf = match QueueFile::open_read_only(&path) {
+        // Opened for writing and kept open while the message is active: recipient results
+        // are recorded through this descriptor, which still names the file if an
+        // administrator renames it meanwhile (postsuper).
+        let qf = match QueueFile::open(&path) {
             Ok(q) => q,
             // A file that cannot be moved out of active/ here is stranded: a later
             // deferred scan returns it to incoming/ (recover_stranded).
@@ -510,6 +532,7 @@ impl Scheduler {
                 return;
             }
         };
+        let qfile = qf.file;
         let env = qf.envelope;
         let todo = env.recipients.iter().filter(|r| !r.done).count();
         log::info!(
@@ -522,6 +545,7 @@ impl Scheduler {
         let mut msg = Msg {
             id: id.clone(),
             path,
+            file: qfile,
             env,
             activated: Instant::now(),
             arrival,
@@ -688,9 +712,9 @@ impl Scheduler {
                 let ok = matches!(answer, Answer::Notified(bounce::Reply::Sent(_)));
                 if kind == NoticeKind::Failure {
                     if ok {
-                        if let Ok(f) = OpenOptions::new().write(true).read(true).open(&msg.path) {
-                            for off in &msg.bouncing {
-                                let _ = file::mark_done(&f, *off);
+                        for off in &msg.bouncing {
+                            if let Err(e) = file::mark_done(&msg.file, *off) {
+                                log::warn!("{}: cannot record a bounced recipient: {e}", msg.id);
                             }
                         }
                         for r in &mut msg.env.recipients {
@@ -806,9 +830,7 @@ impl Scheduler {
                     &st.reason,
                     Some(dispatched),
                 );
-                if let Ok(f) = OpenOptions::new().write(true).read(true).open(&msg.path)
-                    && let Err(e) = file::mark_done(&f, r.offset)
-                {
+                if let Err(e) = file::mark_done(&msg.file, r.offset) {
                     log::warn!("{}: cannot record delivery to {}: {e}", msg.id, r.address);
                 }
                 if let Some(m) = msg.env.recipients.iter_mut().find(|x| x.offset == r.offset) {
@@ -892,6 +914,14 @@ impl Scheduler {
             self.active.insert(id.clone(), msg);
             return;
         }
+        if !msg.path.exists() {
+            // Deleted (postsuper -d) or moved away (postsuper -h) by the administrator while
+            // it was being delivered: whoever did that logged it; it is no longer ours.
+            if !self.layout.path(QueueName::Hold, id).exists() {
+                let _ = fs::remove_file(self.layout.path(QueueName::Defer, id));
+            }
+            return;
+        }
         let remaining = msg.env.recipients.iter().any(|r| !r.done);
         if !remaining {
             if let Err(e) = fs::remove_file(&msg.path) {
@@ -917,9 +947,9 @@ impl Scheduler {
             .layout
             .move_to(id, QueueName::Active, QueueName::Deferred)
         {
-            Ok(p) => {
-                if let Ok(f) = OpenOptions::new().write(true).open(&p) {
-                    let _ = f.set_modified(SystemTime::now() + delay);
+            Ok(_) => {
+                if let Err(e) = msg.file.set_modified(SystemTime::now() + delay) {
+                    log::warn!("{id}: cannot set the retry time: {e}");
                 }
             }
             // The message is not kept in memory for another try: the file stays in
