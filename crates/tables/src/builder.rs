@@ -2,6 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::hash::{
@@ -134,12 +135,30 @@ fn write_atomically(path: &Path, parts: &[&[u8]]) -> Result<(), TableError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp.{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
+    // The mode: the old table's, else Postfix's rule (owner read-write plus the source
+    // file's group/other read bits), so a table of secrets never comes out world-readable.
+    let mode = match fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o777,
+        Err(_) => {
+            let source = fs::metadata(path.with_extension(""))
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o644);
+            0o600 | (source & 0o044)
+        }
+    };
     let write = || -> io::Result<()> {
+        // A leftover (or planted) temporary name is removed, never followed: unlink acts on
+        // a symlink itself, and create_new refuses to open through one.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .mode(mode)
             .open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         for part in parts {
             file.write_all(part)?;
         }
