@@ -15,6 +15,7 @@ const PAGES: &[(&str, u8, &str)] = &[
     ("bounce", 8, "crates/bounce/src/main.rs"),
     ("local", 8, "crates/local/src/bin/local.rs"),
     ("postqueue", 1, "crates/postqueue/src/lib.rs"),
+    ("postdrop", 1, "crates/postdrop/src/lib.rs"),
     ("showq", 8, "crates/showq/src/main.rs"),
     ("virtual", 8, "crates/local/src/bin/virtual.rs"),
 ];
