@@ -29,11 +29,9 @@
 //!   now (triggers `F` and `A` on `public/qmgr`, and a wakeup of `pickup`(8) on
 //!   `public/pickup` for the maildrop). Flushing undeliverable mail often makes delivery of
 //!   all other mail slower.
-//! - `-i queue_id`: schedule immediate delivery of deferred mail with this queue ID.
-//!   posthorn has no `flush`(8) daemon yet, and postqueue cannot change queue files
-//!   itself, so this asks the queue manager to scan all queues now, ignoring retry times
-//!   (trigger `A`): the named message is retried, and so is all other deferred mail. The
-//!   queue ID is checked for syntax only.
+//! - `-i queue_id`: schedule immediate delivery of deferred mail with this queue ID: the
+//!   queue manager retries that message now (request trigger `i` on `public/qmgr`; posthorn
+//!   has no `flush`(8) daemon).
 //! - `-j`: list the queue in JSON Lines format (see JSON object format).
 //! - `-p`: list the queue in the traditional Sendmail format: per message its queue ID,
 //!   size, arrival time and sender, then the recipients that still need delivery, each
@@ -41,10 +39,11 @@
 //!   followed by `*` when the message is in the active queue (selected for delivery), by
 //!   `!` when it is on hold, then by `#` when it is forced to expire. The listing ends
 //!   with `-- N Kbytes in M Requests.`, or is `Mail queue is empty`.
-//! - `-s site`: schedule immediate delivery of all mail queued for `site`, a host name or
-//!   an address literal in `[]`. There is no per-destination flush yet (no `flush`(8)
-//!   daemon): after checking the syntax of `site` this asks the queue manager to scan all
-//!   queues now (trigger `A`), which includes that site's mail.
+//! - `-s site`: schedule immediate delivery of all mail queued for `site`, a domain (an
+//!   address literal in `[]` is accepted): the queue manager retries now every deferred
+//!   message with a pending recipient in that domain (request trigger `s`). Unlike
+//!   Postfix's flush(8), which keeps per-site logs, qmgr finds them by reading the deferred
+//!   queue's envelopes.
 //! - `-v`: verbose logging; honoured only for the super-user, or when postqueue runs
 //!   without raised privileges.
 //!
@@ -245,13 +244,11 @@ pub fn run() -> i32 {
         }
         Mode::FlushFile(id) => {
             authorize(&cfg, "authorized_flush_users", "flush");
-            log::debug!("no flush service: scanning all queues for {id}");
-            flush(&cfg, false)
+            request(&cfg, &trigger::request(trigger::FLUSH_ID, id))
         }
         Mode::FlushSite(site) => {
             authorize(&cfg, "authorized_flush_users", "flush");
-            log::debug!("no per-site flush: scanning all queues for {site}");
-            flush(&cfg, false)
+            request(&cfg, &trigger::request(trigger::FLUSH_SITE, site))
         }
     }
 }
@@ -443,8 +440,19 @@ fn trigger_sent(socket: &Path, bytes: &[u8]) -> bool {
     }
 }
 
-/// `-f` (`with_maildrop`: also wake up pickup, as Postfix's flush does), `-i`, `-s`: ask
-/// qmgr to scan every queue now, ignoring retry times.
+/// `-i`, `-s`: sends qmgr a request trigger (retry one message, or one destination's mail).
+fn request(cfg: &Config, bytes: &[u8]) -> i32 {
+    if !trigger_sent(&layout(cfg).public_socket(service::QMGR), bytes) {
+        posthorn_log::fatal_with(
+            exit::UNAVAILABLE,
+            "Cannot flush mail queue - mail system is down",
+        );
+    }
+    0
+}
+
+/// `-f`: ask qmgr to scan every queue now, ignoring retry times (`with_maildrop`: also
+/// wake up pickup, as Postfix's flush does).
 fn flush(cfg: &Config, with_maildrop: bool) -> i32 {
     let l = layout(cfg);
     let qmgr: &[u8] = if with_maildrop {

@@ -248,7 +248,8 @@ impl Scheduler {
         for l in &listeners {
             let _ = l.set_nonblocking(true);
         }
-        let mut triggers: Vec<UnixStream> = Vec::new();
+        // Trigger connections, each with the bytes of a request not yet complete.
+        let mut triggers: Vec<(UnixStream, Vec<u8>)> = Vec::new();
         self.scan(QueueName::Incoming, false);
         // One long-running process (maxproc 1): busy from now on, so master counts a later
         // exit as the end of a working qmgr, not as a failed startup to throttle.
@@ -262,14 +263,14 @@ impl Scheduler {
                 self.scan_deferred(false);
                 self.next_deferred_scan = now + self.s.run_delay;
             }
-            let (mut incoming, mut deferred, mut all) = (false, false, false);
+            let mut req = trigger::Requests::default();
             {
                 let mut fds: Vec<PollFd<'_>> =
                     vec![PollFd::new(self.wake_r.as_fd(), PollFlags::POLLIN)];
                 for l in &listeners {
                     fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
                 }
-                for t in &triggers {
+                for (t, _) in &triggers {
                     fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
                 }
                 let wait = self
@@ -287,25 +288,20 @@ impl Scheduler {
             for l in &mut listeners {
                 while let Ok((s, _)) = l.accept() {
                     let _ = s.set_nonblocking(true);
-                    triggers.push(s);
+                    triggers.push((s, Vec::new()));
                 }
             }
-            triggers.retain_mut(|t| {
+            triggers.retain_mut(|(t, pending)| {
                 loop {
                     match t.read(&mut buf) {
                         Ok(0) => break false,
                         Ok(n) => {
-                            for &b in &buf[..n] {
-                                match b {
-                                    trigger::SCAN_INCOMING => incoming = true,
-                                    trigger::SCAN_DEFERRED => deferred = true,
-                                    trigger::SCAN_ALL => all = true,
-                                    trigger::WAKEUP => {
-                                        incoming = true;
-                                        deferred = true;
-                                    }
-                                    _ => {}
-                                }
+                            pending.extend_from_slice(&buf[..n]);
+                            if !trigger::parse(pending, &mut req) {
+                                log::warn!(
+                                    "dropping a trigger connection that sent an invalid request"
+                                );
+                                break false;
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
@@ -316,16 +312,22 @@ impl Scheduler {
             while let Ok(done) = self.done_rx.try_recv() {
                 self.job_done(done);
             }
-            if all {
+            if req.all {
                 self.scan(QueueName::Incoming, true);
                 self.scan_deferred(true);
             } else {
-                if incoming {
+                if req.incoming {
                     self.scan(QueueName::Incoming, false);
                 }
-                if deferred {
+                if req.deferred {
                     self.scan_deferred(false);
                 }
+            }
+            for id in &req.ids {
+                self.flush_id(id);
+            }
+            for site in &req.sites {
+                self.flush_site(site);
             }
         }
         // Leave the listeners and pending triggers alone from here on: what is waiting in
@@ -333,6 +335,51 @@ impl Scheduler {
         drop(triggers);
         drop(listeners);
         self.drain(DRAIN_LIMIT);
+    }
+
+    /// `postqueue -i ID`: retries that deferred message now (unknown IDs are ignored, as a
+    /// message may have been delivered meanwhile).
+    fn flush_id(&mut self, id: &str) {
+        let Ok(id) = QueueId::parse(id) else {
+            log::warn!("flush request for a malformed queue ID {id:?}");
+            return;
+        };
+        if !self.active.contains_key(&id) && self.layout.path(QueueName::Deferred, &id).exists() {
+            self.activate(&id, QueueName::Deferred);
+        }
+    }
+
+    /// `postqueue -s SITE`: retries now the deferred messages with a pending recipient in
+    /// domain SITE (case-insensitive; `[...]` brackets ignored).
+    fn flush_site(&mut self, site: &str) {
+        let site = site
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let Ok(ids) = self.layout.list(QueueName::Deferred) else {
+            return;
+        };
+        for id in ids {
+            if self.active.len() >= self.s.active_limit {
+                return;
+            }
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            let Ok(qf) = QueueFile::open_read_only(&self.layout.path(QueueName::Deferred, &id))
+            else {
+                continue;
+            };
+            let wanted = qf.envelope.recipients.iter().any(|r| {
+                !r.done
+                    && r.address
+                        .rsplit_once('@')
+                        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&site))
+            });
+            if wanted {
+                self.activate(&id, QueueName::Deferred);
+            }
+        }
     }
 
     /// Graceful stop: activates and dispatches nothing new, but keeps taking the answers of
