@@ -8,15 +8,14 @@
 //! Postfix does); qmgr logs `warning: ID: cannot move to active: No such file or directory`
 //! and forgets the message, which is harmless.
 //!
-//! A message in `active/` belongs to qmgr, which records each delivered recipient by
-//! reopening `active/ID` and flipping its record in place. Renaming the file away would make
-//! those updates miss (silently), so delivered recipients would be delivered again after a
-//! release. So while qmgr runs (its trigger socket accepts connections), `-h` and `-r`
+//! A message in `active/` belongs to qmgr, which records each delivered recipient through
+//! the descriptor it keeps open and then removes the file or moves it to `deferred/` by
+//! name. Renaming it away meanwhile would let qmgr's final move miss it. So while qmgr runs (its trigger socket accepts connections), `-h` and `-r`
 //! wait up to [`ACTIVE_WAIT`] for qmgr to let go of the message (delete it when done, or move
 //! it to `deferred/`), then act on it where it went; what is still active after that is
 //! left alone with a warning, and postsuper exits 75 (EX_TEMPFAIL). `-d` removes an active
-//! message at once, as Postfix does: deliveries already under way finish, and qmgr logs
-//! `warning: ID: cannot remove: ...` or `cannot move to deferred: ...` when it is done.
+//! message at once, as Postfix does: deliveries already under way finish, and qmgr then
+//! finds the file gone and forgets the message (removing its defer log).
 //! When qmgr is not running, `active/` holds only files a stopped qmgr left, and they are
 //! renamed like any other.
 //!
@@ -92,18 +91,37 @@ impl<'a> Messages<'a> {
 
     /// Applies `op` to every message in `queues`, wherever in a queue's hash levels it is.
     pub fn all(&mut self, op: Op, queues: &[QueueName]) -> io::Result<()> {
-        for &q in queues.iter().filter(|&&q| op.applies_to(q)) {
-            // maildrop/ is writable by postdrop: never enter directories found there.
-            for e in walk(&self.layout.dir(q), q != QueueName::Maildrop)? {
-                if e.kind != Kind::File {
-                    continue;
+        // qmgr moves messages between queues while we walk them (deferred -> active ->
+        // deferred): a message can be missed by one pass. So a rename that loses the race
+        // looks for the message in the other queues, and passes repeat until one finds
+        // nothing that was not handled already.
+        let mut handled: std::collections::HashSet<QueueId> = std::collections::HashSet::new();
+        for _pass in 0..5 {
+            let mut fresh = 0;
+            for &q in queues.iter().filter(|&&q| op.applies_to(q)) {
+                // maildrop/ is writable by postdrop: never enter directories found there.
+                for e in walk(&self.layout.dir(q), q != QueueName::Maildrop)? {
+                    if e.kind != Kind::File {
+                        continue;
+                    }
+                    let Some(id) = e.name.as_deref().and_then(|n| QueueId::parse(n).ok()) else {
+                        continue;
+                    };
+                    if !handled.insert(id.clone()) {
+                        continue;
+                    }
+                    fresh += 1;
+                    let outcome = match self.apply(op, q, &id, &e.path)? {
+                        Outcome::Missing => self.find(op, queues, &id)?,
+                        other => other,
+                    };
+                    if outcome == Outcome::Busy {
+                        self.busy.push((op, id));
+                    }
                 }
-                let Some(id) = e.name.as_deref().and_then(|n| QueueId::parse(n).ok()) else {
-                    continue;
-                };
-                if self.apply(op, q, &id, &e.path)? == Outcome::Busy {
-                    self.busy.push((op, id));
-                }
+            }
+            if fresh == 0 {
+                break;
             }
         }
         Ok(())
