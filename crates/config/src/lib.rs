@@ -36,6 +36,7 @@ mod manpage;
 mod master_cf;
 mod params;
 mod table;
+pub mod trust;
 mod values;
 
 pub use diag::{ConfigDiag, ConfigError, Severity};

@@ -94,7 +94,6 @@
 //! sendmail(1), pickup(8), cleanup(8), posthorn(1).
 
 pub mod stream;
-pub mod trust;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -106,8 +105,8 @@ use posthorn_log::{LogConfig, Sink};
 use posthorn_queue::file::NewQueueFile;
 use posthorn_queue::{QueueLayout, QueueName};
 
+use posthorn_config::trust::{Caller, trusted_config_dir};
 use stream::{EX_TEMPFAIL, copy_submission};
-use trust::{Caller, CallerEnv, choose_config_dir, default_config_dir};
 
 /// Exit status for a bad command line (EX_USAGE).
 pub const EX_USAGE: i32 = 64;
@@ -154,30 +153,19 @@ where
 pub fn run() -> i32 {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let now = SystemTime::now();
-    let env = CallerEnv::capture();
-    // Distrust the caller's environment: nothing but TZ survives (MAIL_CONFIG was captured
-    // above and is honoured only through choose_config_dir's rule).
+    let mail_config = std::env::var_os("MAIL_CONFIG").filter(|v| !v.is_empty());
+    // Distrust the caller's environment: nothing but TZ survives (MAIL_CONFIG was read
+    // above and is honoured only under posthorn_config::trust's rule).
     posthorn_sys::clear_env(&["TZ"]);
     let caller = Caller::current();
-    let uid = nix::unistd::getuid().as_raw();
+    let uid = caller.uid;
     init_log(None, false);
     let args = match parse_args(std::env::args_os()) {
         Ok(a) => a,
         Err(usage) => posthorn_log::fatal_with(EX_USAGE, usage),
     };
-    let default_dir = default_config_dir();
-    let alternates = || {
-        Config::load(&default_dir)
-            .map(|c| c.get_list("alternate_config_directories"))
-            .map_err(|e| e.to_string())
-    };
-    let dir = match choose_config_dir(
-        args.config_dir.as_deref(),
-        &env,
-        caller,
-        &default_dir,
-        alternates,
-    ) {
+    // -c wins over MAIL_CONFIG.
+    let dir = match trusted_config_dir(args.config_dir.clone(), mail_config, caller) {
         Ok(d) => d,
         Err(e) => posthorn_log::fatal_with(EX_CONFIG, format!("uid={uid}: {e}")),
     };

@@ -1,89 +1,7 @@
-//! What a set-group-ID postqueue accepts from its caller: the configuration directory
-//! (under the `alternate_config_directories` rule that postdrop applies too), and who may
-//! list or flush the queue (`authorized_mailq_users`, `authorized_flush_users`).
-
-use std::path::{Path, PathBuf};
+//! Who may list or flush the queue (`authorized_mailq_users`, `authorized_flush_users`).
+//! The configuration directory rule is posthorn_config::trust, shared with postdrop.
 
 use posthorn_tables::{Table, TableError, split_table_list};
-
-/// The privileges this process runs with, as far as these rules care.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Caller {
-    /// Set-group-ID or set-user-ID: the effective IDs differ from the real ones.
-    pub privileged: bool,
-    /// The real user ID.
-    pub uid: u32,
-}
-
-impl Caller {
-    /// The current process.
-    pub fn current() -> Caller {
-        use nix::unistd::{getegid, geteuid, getgid, getuid};
-        Caller {
-            privileged: getegid() != getgid() || geteuid() != getuid(),
-            uid: getuid().as_raw(),
-        }
-    }
-
-    /// Whether a configuration directory other than the default needs the default main.cf's
-    /// approval: only for a privileged process run by someone other than root. An
-    /// unprivileged postqueue (a build tree, the tests, an instance run by one user) has
-    /// nothing to protect and honours any directory.
-    pub fn must_check(self) -> bool {
-        self.privileged && self.uid != 0
-    }
-}
-
-/// A configuration directory the caller may not use.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TrustError {
-    /// The directory is not listed in the default main.cf.
-    #[error("untrusted config directory {}: not listed in alternate_config_directories of {}", dir.display(), main_cf.display())]
-    NotListed {
-        /// The requested directory.
-        dir: PathBuf,
-        /// The default main.cf that was consulted.
-        main_cf: PathBuf,
-    },
-    /// The default main.cf could not be read, so nothing beyond the default is trusted.
-    #[error("untrusted config directory {}: cannot read {}: {reason}", dir.display(), main_cf.display())]
-    NoDefault {
-        /// The requested directory.
-        dir: PathBuf,
-        /// The default main.cf.
-        main_cf: PathBuf,
-        /// Why it could not be read.
-        reason: String,
-    },
-}
-
-/// Picks the configuration directory: `requested` (`-c`, else `MAIL_CONFIG`), else
-/// `default_dir`. When `caller` [must check](Caller::must_check), another directory is
-/// accepted only when `alternates` (the default main.cf's `alternate_config_directories`,
-/// read only when needed) lists it, compared component by component as postdrop does.
-pub fn choose_config_dir(
-    requested: Option<PathBuf>,
-    caller: Caller,
-    default_dir: &Path,
-    alternates: impl FnOnce() -> Result<Vec<String>, String>,
-) -> Result<PathBuf, TrustError> {
-    let Some(dir) = requested else {
-        return Ok(default_dir.to_path_buf());
-    };
-    if dir == default_dir || !caller.must_check() {
-        return Ok(dir);
-    }
-    let main_cf = default_dir.join("main.cf");
-    match alternates() {
-        Ok(list) if list.iter().any(|a| Path::new(a) == dir) => Ok(dir),
-        Ok(_) => Err(TrustError::NotListed { dir, main_cf }),
-        Err(reason) => Err(TrustError::NoDefault {
-            dir,
-            main_cf,
-            reason,
-        }),
-    }
-}
 
 /// Whether `user` is in a user list such as `authorized_mailq_users`: Postfix's string list
 /// rules, first match wins. An element is a login name, or a lookup table (`type:name`,
@@ -110,50 +28,6 @@ pub fn user_in_list(value: &str, user: &str) -> Result<bool, TableError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SETGID: Caller = Caller {
-        privileged: true,
-        uid: 1000,
-    };
-    const PLAIN: Caller = Caller {
-        privileged: false,
-        uid: 1000,
-    };
-    const ROOT: Caller = Caller {
-        privileged: true,
-        uid: 0,
-    };
-
-    fn never() -> Result<Vec<String>, String> {
-        panic!("the default main.cf must not be read here")
-    }
-
-    #[test]
-    fn configuration_directory_rule() {
-        let d = Path::new("/etc/posthorn");
-        assert_eq!(choose_config_dir(None, SETGID, d, never).unwrap(), d);
-        let other = PathBuf::from("/home/mallory/cf");
-        assert_eq!(
-            choose_config_dir(Some(other.clone()), PLAIN, d, never).unwrap(),
-            other
-        );
-        assert_eq!(
-            choose_config_dir(Some(other.clone()), ROOT, d, never).unwrap(),
-            other
-        );
-        let e = choose_config_dir(Some(other.clone()), SETGID, d, || Ok(vec![])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "untrusted config directory /home/mallory/cf: not listed in alternate_config_directories of /etc/posthorn/main.cf"
-        );
-        let listed = || Ok(vec!["/srv/cf/".to_string()]);
-        assert_eq!(
-            choose_config_dir(Some("/srv/cf".into()), SETGID, d, listed).unwrap(),
-            Path::new("/srv/cf")
-        );
-        let e = choose_config_dir(Some(other), SETGID, d, || Err("gone".into())).unwrap_err();
-        assert!(matches!(e, TrustError::NoDefault { .. }), "{e}");
-    }
 
     #[test]
     fn user_lists() {

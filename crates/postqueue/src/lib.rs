@@ -123,7 +123,7 @@ pub mod protocol;
 use std::io::{self, BufReader, BufWriter, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use posthorn_config::Config;
@@ -132,9 +132,10 @@ use posthorn_message::time::TimeZone;
 use posthorn_proto::{ProtoError, service, trigger};
 use posthorn_queue::QueueLayout;
 
-use access::{Caller, choose_config_dir, user_in_list};
+use access::user_in_list;
 use cli::Mode;
 use format::{Compat, Json, Listing, printable};
+use posthorn_config::trust::{Caller, trusted_config_dir};
 use protocol::{Event, ListingReader};
 
 /// sysexits(3) codes used by postqueue.
@@ -207,17 +208,7 @@ pub fn run() -> i32 {
         Ok(a) => a,
         Err(e) => posthorn_log::fatal_with(exit::USAGE, e),
     };
-    let default_dir = Config::defaults().get_path("config_directory");
-    let requested = args
-        .config_dir
-        .clone()
-        .or_else(|| mail_config.map(PathBuf::from));
-    let alternates = || {
-        Config::load(&default_dir)
-            .map(|c| c.get_list("alternate_config_directories"))
-            .map_err(|e| e.to_string())
-    };
-    let dir = match choose_config_dir(requested, caller, &default_dir, alternates) {
+    let dir = match trusted_config_dir(args.config_dir.clone(), mail_config, caller) {
         Ok(d) => d,
         Err(e) => posthorn_log::fatal_with(exit::CONFIG, format!("uid={}: {e}", caller.uid)),
     };
