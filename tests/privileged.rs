@@ -9,28 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use posthorn_testkit::{Instance, Mode, ensure_account, is_root};
+use posthorn_testkit::{Instance, Mode, allow_config_dir, ensure_account, is_root};
 
 const T: Duration = Duration::from_secs(20);
-const MARK: &str = "# written by posthorn's test suite";
-
-/// postdrop trusts another config dir only when the default main.cf lists it.
-fn allow_config_dir(dir: &Path) {
-    let main = Path::new("/etc/posthorn/main.cf");
-    if main.exists()
-        && !fs::read_to_string(main)
-            .unwrap_or_default()
-            .starts_with(MARK)
-    {
-        panic!("/etc/posthorn/main.cf exists and was not written by the tests; not touching it");
-    }
-    fs::create_dir_all("/etc/posthorn").unwrap();
-    fs::write(
-        main,
-        format!("{MARK}\nalternate_config_directories = {}\n", dir.display()),
-    )
-    .unwrap();
-}
 
 fn uid_of(pid: &str) -> Option<u32> {
     let st = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -5,33 +5,12 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use posthorn_testkit::{Instance, Mode, is_root, queue_id_for};
+use posthorn_testkit::{Instance, Mode, allow_config_dir, is_root, queue_id_for};
 
 const T: Duration = Duration::from_secs(20);
-/// The same mark as the e2e privileged test, so either may rewrite the file.
-const MARK: &str = "# written by posthorn's test suite";
-
-/// A setgid program trusts another config dir only when the default main.cf lists it.
-fn allow_config_dir(dir: &Path) {
-    let main = Path::new("/etc/posthorn/main.cf");
-    if main.exists()
-        && !fs::read_to_string(main)
-            .unwrap_or_default()
-            .starts_with(MARK)
-    {
-        panic!("/etc/posthorn/main.cf exists and was not written by the tests; not touching it");
-    }
-    fs::create_dir_all("/etc/posthorn").unwrap();
-    fs::write(
-        main,
-        format!("{MARK}\nalternate_config_directories = {}\n", dir.display()),
-    )
-    .unwrap();
-}
 
 /// Runs postqueue as `nobody` (not in setgid_group, cannot read the queue).
 fn as_nobody(inst: &Instance, args: &[&str]) -> Output {

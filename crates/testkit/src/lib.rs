@@ -130,6 +130,32 @@ fn privileged_setup(root: &Path) -> PathBuf {
     bin
 }
 
+/// The first line of an /etc/posthorn/main.cf written by the tests (any test may rewrite it).
+const TEST_MAIN_CF_MARK: &str = "# written by posthorn's test suite";
+
+/// Lets setgid programs (postdrop, postqueue) trust configuration directory `dir`: writes
+/// the default /etc/posthorn/main.cf with `alternate_config_directories = DIR` (root only).
+/// Refuses to touch a main.cf that the tests did not write.
+pub fn allow_config_dir(dir: &Path) {
+    let main = Path::new("/etc/posthorn/main.cf");
+    if main.exists()
+        && !fs::read_to_string(main)
+            .unwrap_or_default()
+            .starts_with(TEST_MAIN_CF_MARK)
+    {
+        panic!("/etc/posthorn/main.cf exists and was not written by the tests; not touching it");
+    }
+    fs::create_dir_all("/etc/posthorn").unwrap();
+    fs::write(
+        main,
+        format!(
+            "{TEST_MAIN_CF_MARK}\nalternate_config_directories = {}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+}
+
 /// Creates a system account if missing (root only); `home` gives it a home directory.
 pub fn ensure_account(name: &str, home: Option<&Path>) {
     if posthorn_sys::user_by_name(name).unwrap().is_some() {
