@@ -83,6 +83,7 @@
 
 mod show;
 
+use posthorn_sys::sysexits::{EX_CONFIG, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOPERM, EX_USAGE};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -96,19 +97,6 @@ use show::{Flags, Logs, Verdict, show};
 
 const USAGE: &str = "usage: postcat [-b (body text)] [-c config_dir] [-d (decimal record type)] \
 [-e (envelope records)] [-h (header text)] [-o (record offsets)] [-q (access queue)] [file(s)...]";
-
-/// sysexits: bad command line.
-const EX_USAGE: i32 = 64;
-/// sysexits: bad input data.
-const EX_DATAERR: i32 = 65;
-/// sysexits: input not found.
-const EX_NOINPUT: i32 = 66;
-/// sysexits: I/O error.
-const EX_IOERR: i32 = 74;
-/// sysexits: permission denied.
-const EX_NOPERM: i32 = 77;
-/// sysexits: configuration error.
-const EX_CONFIG: i32 = 78;
 
 /// The queues `-q` searches, in order (Postfix's, plus `corrupt/`, which is flat).
 const SEARCH: [QueueName; 6] = [

@@ -131,17 +131,17 @@ use crate::master::{Entry, Pattern};
 use crate::show::Catalog;
 
 /// sysexits(3): command line usage error.
-pub(crate) const EX_USAGE: u8 = 64;
+pub(crate) const EX_USAGE: u8 = posthorn_sys::sysexits::EX_USAGE as u8;
 /// sysexits(3): service unavailable (a Postfix option posthorn lacks).
-pub(crate) const EX_UNAVAILABLE: u8 = 69;
+pub(crate) const EX_UNAVAILABLE: u8 = posthorn_sys::sysexits::EX_UNAVAILABLE as u8;
 /// sysexits(3): internal software error (an edit would break a file).
-pub(crate) const EX_SOFTWARE: u8 = 70;
+pub(crate) const EX_SOFTWARE: u8 = posthorn_sys::sysexits::EX_SOFTWARE as u8;
 /// sysexits(3): cannot create (user) output file.
-pub(crate) const EX_CANTCREAT: u8 = 73;
+pub(crate) const EX_CANTCREAT: u8 = posthorn_sys::sysexits::EX_CANTCREAT as u8;
 /// sysexits(3): input/output error.
-pub(crate) const EX_IOERR: u8 = 74;
+pub(crate) const EX_IOERR: u8 = posthorn_sys::sysexits::EX_IOERR as u8;
 /// sysexits(3): configuration error.
-pub(crate) const EX_CONFIG: u8 = 78;
+pub(crate) const EX_CONFIG: u8 = posthorn_sys::sysexits::EX_CONFIG as u8;
 
 /// Why postconf stops: the exit code and the text after `postconf: fatal: `.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,14 +106,8 @@ use posthorn_queue::file::NewQueueFile;
 use posthorn_queue::{QueueLayout, QueueName};
 
 use posthorn_config::trust::{Caller, trusted_config_dir};
+pub use posthorn_sys::sysexits::{EX_CANTCREAT, EX_CONFIG, EX_USAGE};
 use stream::{EX_TEMPFAIL, copy_submission};
-
-/// Exit status for a bad command line (EX_USAGE).
-pub const EX_USAGE: i32 = 64;
-/// Exit status when the queue file cannot be created (EX_CANTCREAT).
-pub const EX_CANTCREAT: i32 = 73;
-/// Exit status for configuration problems (EX_CONFIG).
-pub const EX_CONFIG: i32 = 78;
 
 /// The command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

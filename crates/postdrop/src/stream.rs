@@ -18,16 +18,12 @@
 //! recipients (unless recipients are to be extracted from the headers), content beyond the
 //! size guard, and input that ends before `E` or continues after it.
 
+pub use posthorn_sys::sysexits::{EX_DATAERR, EX_TEMPFAIL};
 use std::io::{self, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use posthorn_queue::file::{FLAG_EXTRACT_RECIPIENTS, SizeRecord};
 use posthorn_queue::record::{RecordError, RecordReader, RecordWriter, kind};
-
-/// Exit status for bad input (EX_DATAERR).
-pub const EX_DATAERR: i32 = 65;
-/// Exit status for I/O trouble (EX_TEMPFAIL).
-pub const EX_TEMPFAIL: i32 = 75;
 
 /// Why a submission was refused or failed.
 #[derive(Debug, thiserror::Error)]

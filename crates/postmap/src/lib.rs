@@ -43,20 +43,10 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// `-q` or `-d`: no requested key was found (as in Postfix).
     pub const NOT_FOUND: i32 = 1;
-    /// EX_USAGE: bad command line, unsupported table type or operation.
-    pub const USAGE: i32 = 64;
-    /// EX_DATAERR: a syntax error in source text, invalid UTF-8, a corrupt `.db` file.
-    pub const DATAERR: i32 = 65;
-    /// EX_NOINPUT: a source file or `.db` file does not exist or cannot be read.
-    pub const NOINPUT: i32 = 66;
-    /// EX_UNAVAILABLE: a Postfix feature posthorn does not implement (`-b`, `-h`, `-F`).
-    pub const UNAVAILABLE: i32 = 69;
-    /// EX_CANTCREAT: the `.db` file cannot be written (permissions, disk full).
-    pub const CANTCREAT: i32 = 73;
-    /// EX_IOERR: reading or writing standard streams or a file failed.
-    pub const IOERR: i32 = 74;
-    /// EX_CONFIG: main.cf cannot be read or names an unsupported `default_database_type`.
-    pub const CONFIG: i32 = 78;
+    pub use posthorn_sys::sysexits::{
+        EX_CANTCREAT as CANTCREAT, EX_CONFIG as CONFIG, EX_DATAERR as DATAERR, EX_IOERR as IOERR,
+        EX_NOINPUT as NOINPUT, EX_UNAVAILABLE as UNAVAILABLE, EX_USAGE as USAGE,
+    };
 }
 
 /// Which command runs: they differ in source syntax, naming and output format.

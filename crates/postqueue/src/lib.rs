@@ -140,20 +140,10 @@ use protocol::{Event, ListingReader};
 
 /// sysexits(3) codes used by postqueue.
 pub mod exit {
-    /// Command line usage error.
-    pub const USAGE: i32 = 64;
-    /// Service unavailable: the mail system is down.
-    pub const UNAVAILABLE: i32 = 69;
-    /// Internal software error: showq misbehaved or refused the connection.
-    pub const SOFTWARE: i32 = 70;
-    /// System error: a process could not be started.
-    pub const OSERR: i32 = 71;
-    /// Output error.
-    pub const IOERR: i32 = 74;
-    /// Permission denied by authorized_*_users.
-    pub const NOPERM: i32 = 77;
-    /// Configuration error.
-    pub const CONFIG: i32 = 78;
+    pub use posthorn_sys::sysexits::{
+        EX_CONFIG as CONFIG, EX_IOERR as IOERR, EX_NOPERM as NOPERM, EX_OSERR as OSERR,
+        EX_SOFTWARE as SOFTWARE, EX_UNAVAILABLE as UNAVAILABLE, EX_USAGE as USAGE,
+    };
 }
 
 /// Why a listing could not be completed.

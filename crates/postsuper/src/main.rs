@@ -88,6 +88,7 @@ mod repair;
 mod report;
 mod walk;
 
+use posthorn_sys::sysexits::{EX_CONFIG, EX_IOERR, EX_NOPERM, EX_OSERR, EX_TEMPFAIL, EX_USAGE};
 use std::io::{self, BufRead};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -99,19 +100,6 @@ use args::{Args, LOG_QUEUES, MESSAGE_QUEUES, Op};
 use ops::Messages;
 use repair::Repair;
 use report::{describe, fatal, info, messages, warn};
-
-/// sysexits: bad command line.
-const EX_USAGE: i32 = 64;
-/// sysexits: operating-system error.
-const EX_OSERR: i32 = 71;
-/// sysexits: I/O error.
-const EX_IOERR: i32 = 74;
-/// sysexits: try again later.
-const EX_TEMPFAIL: i32 = 75;
-/// sysexits: permission denied.
-const EX_NOPERM: i32 = 77;
-/// sysexits: configuration error.
-const EX_CONFIG: i32 = 78;
 
 fn main() {
     let args = args::parse(std::env::args_os().skip(1)).unwrap_or_else(|e| fatal(EX_USAGE, e));

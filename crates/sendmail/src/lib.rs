@@ -144,24 +144,11 @@ pub use args::{Action, Mode, Options};
 
 /// sysexits(3) codes used by these commands.
 pub mod exit {
-    /// Command line usage error.
-    pub const USAGE: i32 = 64;
-    /// Input data error.
-    pub const DATAERR: i32 = 65;
-    /// Addressee or user unknown.
-    pub const NOUSER: i32 = 67;
-    /// Service unavailable (includes "not implemented yet").
-    pub const UNAVAILABLE: i32 = 69;
-    /// System error (no login name, fork/wait failures).
-    pub const OSERR: i32 = 71;
-    /// Output file cannot be created.
-    pub const CANTCREAT: i32 = 73;
-    /// Output error.
-    pub const IOERR: i32 = 74;
-    /// Temporary failure; the user is invited to retry.
-    pub const TEMPFAIL: i32 = 75;
-    /// Configuration error.
-    pub const CONFIG: i32 = 78;
+    pub use posthorn_sys::sysexits::{
+        EX_CANTCREAT as CANTCREAT, EX_CONFIG as CONFIG, EX_DATAERR as DATAERR, EX_IOERR as IOERR,
+        EX_NOUSER as NOUSER, EX_OSERR as OSERR, EX_TEMPFAIL as TEMPFAIL,
+        EX_UNAVAILABLE as UNAVAILABLE, EX_USAGE as USAGE,
+    };
 }
 
 /// Runs `sendmail`, `mailq` or `newaliases` (per `mode`, or argv\[0\]'s name) with the

@@ -12,6 +12,35 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group, Uid, User};
 
+/// Exit statuses of sysexits(3), which Sendmail-compatible programs and scripts expect.
+/// Declared once here; every command uses these.
+pub mod sysexits {
+    /// Command line usage error.
+    pub const EX_USAGE: i32 = 64;
+    /// Input data error.
+    pub const EX_DATAERR: i32 = 65;
+    /// An input file does not exist or is not readable.
+    pub const EX_NOINPUT: i32 = 66;
+    /// Addressee or user unknown.
+    pub const EX_NOUSER: i32 = 67;
+    /// Service unavailable (also: not implemented).
+    pub const EX_UNAVAILABLE: i32 = 69;
+    /// Internal software error.
+    pub const EX_SOFTWARE: i32 = 70;
+    /// System error (fork, exec, a missing login name).
+    pub const EX_OSERR: i32 = 71;
+    /// An output file cannot be created.
+    pub const EX_CANTCREAT: i32 = 73;
+    /// Input/output error.
+    pub const EX_IOERR: i32 = 74;
+    /// Temporary failure: try again later.
+    pub const EX_TEMPFAIL: i32 = 75;
+    /// Permission denied.
+    pub const EX_NOPERM: i32 = 77;
+    /// Configuration error.
+    pub const EX_CONFIG: i32 = 78;
+}
+
 /// A failed system operation.
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {
