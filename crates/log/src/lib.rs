@@ -243,6 +243,33 @@ fn lock_state() -> MutexGuard<'static, Option<Backend>> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Starts logging for a command run by a user (sendmail, postdrop, postqueue): the sink the
+/// configuration names (before it is read: syslog), falling back to syslog when
+/// `maillog_file` cannot be written by this user; warnings and errors also go to stderr.
+pub fn init_command(program: &str, cfg: Option<&posthorn_config::Config>, verbose: bool) {
+    let (syslog_name, facility, maillog) = match cfg {
+        Some(c) => (
+            c.get("syslog_name"),
+            c.get("syslog_facility"),
+            c.get("maillog_file"),
+        ),
+        None => ("posthorn".to_string(), "mail".to_string(), String::new()),
+    };
+    let mut lc = LogConfig {
+        syslog_name,
+        process: program.to_string(),
+        sink: sink_from_config(&maillog, &facility),
+        verbose,
+        also_stderr: true,
+    };
+    if init(lc.clone()).is_err() {
+        lc.sink = Sink::Syslog {
+            facility: "mail".into(),
+        };
+        let _ = init(lc);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,7 +101,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use posthorn_config::Config;
-use posthorn_log::{LogConfig, Sink};
 use posthorn_queue::file::NewQueueFile;
 use posthorn_queue::{QueueLayout, QueueName};
 
@@ -153,7 +152,7 @@ pub fn run() -> i32 {
     posthorn_sys::clear_env(&["TZ"]);
     let caller = Caller::current();
     let uid = caller.uid;
-    init_log(None, false);
+    posthorn_log::init_command("postdrop", None, false);
     let args = match parse_args(std::env::args_os()) {
         Ok(a) => a,
         Err(usage) => posthorn_log::fatal_with(EX_USAGE, usage),
@@ -167,13 +166,8 @@ pub fn run() -> i32 {
         Ok(c) => c,
         Err(e) => posthorn_log::fatal_with(EX_CONFIG, e),
     };
-    init_log(Some(&cfg), args.verbose && !caller.must_check());
-    let depth = usize::try_from(cfg.get_int("hash_queue_depth")).unwrap_or(1);
-    let layout = QueueLayout::new(
-        cfg.get_path("queue_directory"),
-        &cfg.get_list("hash_queue_names"),
-        depth,
-    );
+    posthorn_log::init_command("postdrop", Some(&cfg), args.verbose && !caller.must_check());
+    let layout = QueueLayout::from_config(&cfg);
     let limit = cfg.get_size("message_size_limit");
     let max_content = (limit > 0).then_some(limit);
 
@@ -204,32 +198,6 @@ pub fn run() -> i32 {
         log::debug!("unable to notify pickup at {}: {e}", socket.display());
     }
     0
-}
-
-/// Logging: the configured sink, falling back to syslog when `maillog_file` is not
-/// writable for this user; problems also go to stderr.
-fn init_log(cfg: Option<&Config>, verbose: bool) {
-    let (syslog_name, facility, maillog) = match cfg {
-        Some(c) => (
-            c.get("syslog_name"),
-            c.get("syslog_facility"),
-            c.get("maillog_file"),
-        ),
-        None => ("posthorn".to_string(), "mail".to_string(), String::new()),
-    };
-    let mut lc = LogConfig {
-        syslog_name,
-        process: "postdrop".into(),
-        sink: posthorn_log::sink_from_config(&maillog, &facility),
-        verbose,
-        also_stderr: true,
-    };
-    if posthorn_log::init(lc.clone()).is_err() {
-        lc.sink = Sink::Syslog {
-            facility: "mail".into(),
-        };
-        let _ = posthorn_log::init(lc);
-    }
 }
 
 /// Where the submission stands, for the signal thread.

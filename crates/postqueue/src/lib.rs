@@ -127,7 +127,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use posthorn_config::Config;
-use posthorn_log::{LogConfig, Sink};
 use posthorn_message::time::TimeZone;
 use posthorn_proto::{ProtoError, service, trigger};
 use posthorn_queue::QueueLayout;
@@ -193,7 +192,7 @@ pub fn run() -> i32 {
     let mail_config = std::env::var_os("MAIL_CONFIG").filter(|v| !v.is_empty());
     posthorn_sys::clear_env(&["TZ"]);
     let caller = Caller::current();
-    init_log(None, false);
+    posthorn_log::init_command("postqueue", None, false);
     let args = match cli::parse(std::env::args_os()) {
         Ok(a) => a,
         Err(e) => posthorn_log::fatal_with(exit::USAGE, e),
@@ -207,7 +206,7 @@ pub fn run() -> i32 {
         Err(e) => posthorn_log::fatal_with(exit::CONFIG, e),
     };
     let verbose = if caller.must_check() { 0 } else { args.verbose };
-    init_log(Some(&cfg), verbose > 0);
+    posthorn_log::init_command("postqueue", Some(&cfg), verbose > 0);
     let checked = match &args.mode {
         Mode::FlushSite(site) => cli::check_site(site),
         Mode::FlushFile(id) => cli::check_queue_id(id),
@@ -231,41 +230,6 @@ pub fn run() -> i32 {
             authorize(&cfg, "authorized_flush_users", "flush");
             request(&cfg, &trigger::request(trigger::FLUSH_SITE, site))
         }
-    }
-}
-
-/// The queue layout main.cf describes (postqueue uses only its `public/` sockets).
-fn layout(cfg: &Config) -> QueueLayout {
-    QueueLayout::new(
-        cfg.get_path("queue_directory"),
-        &cfg.get_list("hash_queue_names"),
-        usize::try_from(cfg.get_int("hash_queue_depth")).unwrap_or(1),
-    )
-}
-
-/// Logging: the configured sink, else syslog (an unprivileged user often may not write
-/// `maillog_file`); problems are also printed on stderr.
-fn init_log(cfg: Option<&Config>, verbose: bool) {
-    let (syslog_name, facility, maillog) = match cfg {
-        Some(c) => (
-            c.get("syslog_name"),
-            c.get("syslog_facility"),
-            c.get("maillog_file"),
-        ),
-        None => ("posthorn".to_string(), "mail".to_string(), String::new()),
-    };
-    let mut lc = LogConfig {
-        syslog_name,
-        process: "postqueue".to_string(),
-        sink: posthorn_log::sink_from_config(&maillog, &facility),
-        verbose,
-        also_stderr: true,
-    };
-    if posthorn_log::init(lc.clone()).is_err() {
-        lc.sink = Sink::Syslog {
-            facility: "mail".into(),
-        };
-        let _ = posthorn_log::init(lc);
     }
 }
 
@@ -308,7 +272,7 @@ fn strerror(e: &io::Error) -> String {
 fn show_queue(cfg: &Config, config_dir: &Path, json: bool, verbose: u32) -> i32 {
     authorize(cfg, "authorized_mailq_users", "view");
     let service_name = cfg.get("showq_service_name");
-    let socket = layout(cfg).public_socket(&service_name);
+    let socket = QueueLayout::from_config(cfg).public_socket(&service_name);
     let what = format!(
         "Connect to the {} {service_name} service",
         cfg.get("mail_name")
@@ -423,7 +387,10 @@ fn trigger_sent(socket: &Path, bytes: &[u8]) -> bool {
 
 /// `-i`, `-s`: sends qmgr a request trigger (retry one message, or one destination's mail).
 fn request(cfg: &Config, bytes: &[u8]) -> i32 {
-    if !trigger_sent(&layout(cfg).public_socket(service::QMGR), bytes) {
+    if !trigger_sent(
+        &QueueLayout::from_config(cfg).public_socket(service::QMGR),
+        bytes,
+    ) {
         posthorn_log::fatal_with(
             exit::UNAVAILABLE,
             "Cannot flush mail queue - mail system is down",
@@ -435,7 +402,7 @@ fn request(cfg: &Config, bytes: &[u8]) -> i32 {
 /// `-f`: ask qmgr to scan every queue now, ignoring retry times (`with_maildrop`: also
 /// wake up pickup, as Postfix's flush does).
 fn flush(cfg: &Config, with_maildrop: bool) -> i32 {
-    let l = layout(cfg);
+    let l = QueueLayout::from_config(cfg);
     let qmgr: &[u8] = if with_maildrop {
         &[trigger::FLUSH_DEAD, trigger::SCAN_ALL]
     } else {

@@ -121,6 +121,18 @@ impl QueueLayout {
         }
     }
 
+    /// The layout main.cf describes (`queue_directory`, `hash_queue_names`,
+    /// `hash_queue_depth`).
+    pub fn from_config(cfg: &posthorn_config::Config) -> Self {
+        Self::from_config_at(cfg, cfg.get_path("queue_directory"))
+    }
+
+    /// The configured layout rooted at `root` instead (`/` inside a chroot).
+    pub fn from_config_at(cfg: &posthorn_config::Config, root: impl Into<PathBuf>) -> Self {
+        let depth = usize::try_from(cfg.get_int("hash_queue_depth")).unwrap_or(1);
+        QueueLayout::new(root, &cfg.get_list("hash_queue_names"), depth)
+    }
+
     /// `queue_directory`.
     pub fn root(&self) -> &Path {
         &self.root

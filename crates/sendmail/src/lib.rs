@@ -137,7 +137,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use posthorn_config::Config;
-use posthorn_log::{LogConfig, Sink};
 use posthorn_queue::QueueLayout;
 
 pub use args::{Action, Mode, Options};
@@ -158,7 +157,7 @@ pub fn run(mode: Mode) -> i32 {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let mode = Mode::from_argv0(argv.first().map(OsString::as_os_str), mode);
     let prog = mode.name();
-    init_log(prog, None, false);
+    posthorn_log::init_command(prog, None, false);
     let opts = match args::parse(mode, argv) {
         Ok(o) => o,
         Err(e) => posthorn_log::fatal_with(e.code, e.message),
@@ -183,7 +182,7 @@ pub fn run(mode: Mode) -> i32 {
         Err(e) => posthorn_log::fatal_with(exit::CONFIG, e),
     };
     let verbose = opts.verbose > 0 || std::env::var_os("MAIL_VERBOSE").is_some();
-    init_log(prog, Some(&cfg), verbose);
+    posthorn_log::init_command(prog, Some(&cfg), verbose);
     for w in &opts.warnings {
         log::warn!("{w}");
     }
@@ -193,42 +192,6 @@ pub fn run(mode: Mode) -> i32 {
         Action::Newaliases => rebuild_aliases(&opts, &cfg),
         Action::Flush => flush(&cfg),
         Action::Ignore | Action::NotImplemented(_) => 0,
-    }
-}
-
-/// The queue layout main.cf describes.
-pub fn layout(cfg: &Config) -> QueueLayout {
-    let depth = usize::try_from(cfg.get_int("hash_queue_depth")).unwrap_or(1);
-    QueueLayout::new(
-        cfg.get_path("queue_directory"),
-        &cfg.get_list("hash_queue_names"),
-        depth,
-    )
-}
-
-/// Sets up logging: the configured sink, else syslog (an unprivileged user often may not
-/// write `maillog_file`); problems are also printed on stderr.
-fn init_log(prog: &str, cfg: Option<&Config>, verbose: bool) {
-    let (syslog_name, facility, maillog) = match cfg {
-        Some(c) => (
-            c.get("syslog_name"),
-            c.get("syslog_facility"),
-            c.get("maillog_file"),
-        ),
-        None => ("posthorn".to_string(), "mail".to_string(), String::new()),
-    };
-    let mut lc = LogConfig {
-        syslog_name,
-        process: prog.to_string(),
-        sink: posthorn_log::sink_from_config(&maillog, &facility),
-        verbose,
-        also_stderr: true,
-    };
-    if posthorn_log::init(lc.clone()).is_err() {
-        lc.sink = Sink::Syslog {
-            facility: "mail".into(),
-        };
-        let _ = posthorn_log::init(lc);
     }
 }
 
@@ -285,7 +248,7 @@ fn rebuild_aliases(opts: &Options, cfg: &Config) -> i32 {
 
 fn flush(cfg: &Config) -> i32 {
     use posthorn_proto::{service, trigger};
-    let socket = layout(cfg).public_socket(service::QMGR);
+    let socket = QueueLayout::from_config(cfg).public_socket(service::QMGR);
     match trigger::send(&socket, &[trigger::SCAN_ALL]) {
         Ok(()) => 0,
         Err(e) => {

@@ -113,16 +113,7 @@ pub fn load_config(dir: &std::path::Path, overrides: &[(String, String)]) -> Con
 
 /// The queue layout the configuration describes.
 pub fn layout_of(config: &Config) -> QueueLayout {
-    layout_rooted(config, config.get_path("queue_directory"))
-}
-
-/// The configured queue layout, rooted at `root` (`/` inside a chroot).
-fn layout_rooted(config: &Config, root: impl Into<std::path::PathBuf>) -> QueueLayout {
-    QueueLayout::new(
-        root,
-        &config.get_list("hash_queue_names"),
-        usize::try_from(config.get_int("hash_queue_depth")).unwrap_or(1),
-    )
+    QueueLayout::from_config(config)
 }
 
 /// Starts logging for `program` as the configuration says.
@@ -189,7 +180,7 @@ pub fn start(program: &'static str) -> Daemon {
                 posthorn_log::fatal(e);
             }
             // Inside the chroot the queue directory is "/".
-            layout = layout_rooted(&config, "/");
+            layout = QueueLayout::from_config_at(&config, "/");
         }
         if let Err(e) = posthorn_sys::drop_privileges(acct.uid, acct.gid) {
             posthorn_log::fatal(e);
