@@ -94,6 +94,13 @@ pub fn requested_dir(
     option.or_else(|| mail_config.filter(|v| !v.is_empty()).map(PathBuf::from))
 }
 
+/// The configuration directory for a command without raised privileges (postsuper,
+/// postcat, postconf...): `-c`, else `MAIL_CONFIG`, else the default.
+pub fn command_config_dir(option: Option<PathBuf>) -> PathBuf {
+    requested_dir(option, std::env::var_os("MAIL_CONFIG"))
+        .unwrap_or_else(|| Config::defaults().get_path("config_directory"))
+}
+
 /// The configuration directory for a set-group-ID program: `-c` (`option`), else
 /// `MAIL_CONFIG`, under the rule of [`choose_config_dir`], checked against the default
 /// configuration directory's main.cf.

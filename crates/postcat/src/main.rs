@@ -250,11 +250,7 @@ fn open_failed(label: &str, e: &io::Error) -> ! {
 
 /// The queue layout of the configuration (`-q`).
 fn layout(args: &Args) -> QueueLayout {
-    let dir = args.config_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("MAIL_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/etc/posthorn"))
-    });
+    let dir = posthorn_config::trust::command_config_dir(args.config_dir.clone());
     let config = Config::load(&dir).unwrap_or_else(|e| {
         let text = match &e {
             ConfigError::Io { path, source } => format!("{}: {}", path.display(), describe(source)),

@@ -255,16 +255,7 @@ const MAP_TYPES: &[&str] = &["hash", "inline", "static"];
 
 /// `-c`, else `MAIL_CONFIG`, else the built-in config_directory.
 fn config_dir(o: &Options) -> PathBuf {
-    if let Some(dir) = &o.config_dir {
-        return dir.clone();
-    }
-    if let Some(dir) = std::env::var_os("MAIL_CONFIG").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let default = posthorn_config::param("config_directory")
-        .map(|p| p.default.value())
-        .unwrap_or_else(|| "/etc/posthorn".to_string());
-    PathBuf::from(default)
+    posthorn_config::trust::command_config_dir(o.config_dir.clone())
 }
 
 /// Reads main.cf, or stops with a message that says what to do.

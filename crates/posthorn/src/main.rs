@@ -61,15 +61,13 @@ fn fatal(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let mut config_dir = std::env::var_os("MAIL_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/posthorn"));
+    let mut config_dir: Option<PathBuf> = None;
     let mut verbose = false;
     let mut command = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "-c" => match args.next() {
-                Some(d) => config_dir = PathBuf::from(d),
+                Some(d) => config_dir = Some(PathBuf::from(d)),
                 None => return fatal(64, USAGE),
             },
             "-v" => verbose = true,
@@ -80,6 +78,7 @@ fn main() -> ExitCode {
     let Some(command) = command else {
         return fatal(64, USAGE);
     };
+    let config_dir = posthorn_config::trust::command_config_dir(config_dir);
     let config_dir = fs::canonicalize(&config_dir).unwrap_or(config_dir);
     let config = match Config::load(&config_dir) {
         Ok(c) => c,

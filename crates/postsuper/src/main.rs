@@ -91,7 +91,6 @@ mod walk;
 use posthorn_sys::sysexits::{EX_CONFIG, EX_IOERR, EX_NOPERM, EX_OSERR, EX_TEMPFAIL, EX_USAGE};
 use std::io::{self, BufRead};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 
 use posthorn_config::{Config, ConfigError};
 use posthorn_queue::{QueueLayout, QueueName};
@@ -103,11 +102,7 @@ use report::{describe, fatal, info, messages, warn};
 
 fn main() {
     let args = args::parse(std::env::args_os().skip(1)).unwrap_or_else(|e| fatal(EX_USAGE, e));
-    let dir = args.config_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("MAIL_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/etc/posthorn"))
-    });
+    let dir = posthorn_config::trust::command_config_dir(args.config_dir.clone());
     let config = Config::load(&dir).unwrap_or_else(|e| {
         let text = match &e {
             ConfigError::Io { path, source } => format!("{}: {}", path.display(), describe(source)),
