@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::lines::{self, Kind};
+use crate::lines::{self, Decision};
 
 /// What to do with one parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,19 +51,6 @@ pub fn setting_line(name: &str, value: &str) -> String {
     } else {
         format!("{name} = {value}\n")
     }
-}
-
-/// What happens to one logical line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Decision {
-    /// Written as it was.
-    Keep,
-    /// The start line becomes this text; continuation lines go.
-    Replace(String),
-    /// All its lines go.
-    Remove,
-    /// All its lines get a leading `#`.
-    Comment,
 }
 
 /// Applies `requests` (name, action) to main.cf text; `file` names the file in warnings.
@@ -112,26 +99,7 @@ pub fn edit_main(text: &str, requests: &[(String, Action)], file: &str) -> Edite
         });
     }
 
-    let mut out = String::with_capacity(text.len() + 64);
-    for (i, line) in lines.iter().enumerate() {
-        let Some(owner) = owners[i] else {
-            out.push_str(line.raw);
-            continue;
-        };
-        match &decisions[owner] {
-            Decision::Keep => out.push_str(line.raw),
-            Decision::Remove => {}
-            Decision::Comment => {
-                out.push('#');
-                out.push_str(line.raw);
-            }
-            Decision::Replace(new) => {
-                if line.kind == Kind::Start {
-                    out.push_str(new);
-                }
-            }
-        }
-    }
+    let mut out = lines::render(&lines, &owners, &decisions);
 
     let mut not_found = Vec::new();
     for (name, action) in &wanted {

@@ -109,6 +109,45 @@ pub fn owners(lines: &[Line<'_>], logical: &[Logical]) -> Vec<Option<usize>> {
     owner
 }
 
+/// What happens to one logical line when a file is edited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Written as it was.
+    Keep,
+    /// The start line becomes this text; continuation lines go.
+    Replace(String),
+    /// All its lines go.
+    Remove,
+    /// All its lines get a leading `#`.
+    Comment,
+}
+
+/// Writes the edited file: every physical line, changed as its logical line's decision
+/// says (`owners` from [`owners`], `decisions` indexed by logical line).
+pub fn render(lines: &[Line<'_>], owners: &[Option<usize>], decisions: &[Decision]) -> String {
+    let mut out = String::with_capacity(lines.iter().map(|l| l.raw.len()).sum::<usize>() + 128);
+    for (i, line) in lines.iter().enumerate() {
+        let Some(owner) = owners[i] else {
+            out.push_str(line.raw);
+            continue;
+        };
+        match &decisions[owner] {
+            Decision::Keep => out.push_str(line.raw),
+            Decision::Remove => {}
+            Decision::Comment => {
+                out.push('#');
+                out.push_str(line.raw);
+            }
+            Decision::Replace(new) => {
+                if line.kind == Kind::Start {
+                    out.push_str(new);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

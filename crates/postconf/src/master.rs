@@ -8,7 +8,7 @@
 //! options normalized to `-o name=value`, other `{ ... }` arguments unwrapped.
 
 use crate::edit::Edited;
-use crate::lines::{self, Kind};
+use crate::lines::{self, Decision};
 
 /// Preferred start column of each of the eight fixed fields (Postfix's `postconf -M`).
 const COLUMNS: [usize; 8] = [0, 11, 17, 25, 33, 41, 49, 57];
@@ -386,18 +386,6 @@ pub enum Action {
     CommentOut,
 }
 
-/// What happens to one logical line.
-enum Decision {
-    /// Written as it was.
-    Keep,
-    /// The start line becomes this text; continuation lines go.
-    Replace(String),
-    /// All its lines go.
-    Remove,
-    /// All its lines get a leading `#`.
-    Comment,
-}
-
 /// Applies edit requests to master.cf text, as Postfix's `postconf -M` edits do. Comment and
 /// blank lines are kept; a replaced entry is written in the folded layout; an entry that is
 /// already equal to its replacement is left as written. `not_found` lists the patterns of
@@ -450,26 +438,7 @@ pub fn edit_master(
         });
     }
 
-    let mut out = String::with_capacity(text.len() + 128);
-    for (i, line) in lines.iter().enumerate() {
-        let Some(owner) = owners[i] else {
-            out.push_str(line.raw);
-            continue;
-        };
-        match &decisions[owner] {
-            Decision::Keep => out.push_str(line.raw),
-            Decision::Remove => {}
-            Decision::Comment => {
-                out.push('#');
-                out.push_str(line.raw);
-            }
-            Decision::Replace(new) => {
-                if line.kind == Kind::Start {
-                    out.push_str(new);
-                }
-            }
-        }
-    }
+    let mut out = lines::render(&lines, &owners, &decisions);
     let mut not_found = Vec::new();
     for ((pattern, action), count) in requests.iter().zip(&matches) {
         if *count > 0 {
