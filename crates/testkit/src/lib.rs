@@ -193,6 +193,31 @@ pub fn queue_id_for(log: &str, needle: &str) -> String {
     after.split(':').next().unwrap_or_default().to_string()
 }
 
+pub mod smtp;
+
+/// A loopback TCP port that was free a moment ago (tests never use port 25).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("probe a free loopback port")
+}
+
+/// The stock master.cf with its `smtp inet` service moved to `127.0.0.1:port`.
+pub fn loopback_master_cf(stock: &str, port: u16) -> String {
+    let mut out = String::with_capacity(stock.len() + 32);
+    for line in stock.lines() {
+        let mut cols = line.split_whitespace();
+        if let (Some("smtp"), Some("inet")) = (cols.next(), cols.next()) {
+            out.push_str(&line.replacen("smtp", &format!("127.0.0.1:{port}"), 1));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A running (or ready to run) posthorn instance.
 pub struct Instance {
     dir: tempfile::TempDir,
@@ -208,6 +233,8 @@ pub struct Instance {
     pub bin: PathBuf,
     /// How it runs.
     pub mode: Mode,
+    /// The loopback port of master.cf's `smtp inet` service (chosen at run time).
+    pub smtp_port: u16,
     /// uid/gid commands run as (None: this process's ids).
     run_as: Option<(u32, u32)>,
     started: bool,
@@ -281,7 +308,8 @@ impl Instance {
         fs::write(etc.join("main.cf"), main_cf).unwrap();
         let stock =
             fs::read_to_string(workspace_root().join("etc/master.cf")).expect("etc/master.cf");
-        fs::write(etc.join("master.cf"), stock).unwrap();
+        let smtp_port = free_port();
+        fs::write(etc.join("master.cf"), loopback_master_cf(&stock, smtp_port)).unwrap();
         if let Some((uid, gid)) = run_as {
             for p in [&root, &etc, &mail] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
@@ -295,6 +323,7 @@ impl Instance {
             mail,
             bin,
             mode,
+            smtp_port,
             run_as,
             started: false,
         };
