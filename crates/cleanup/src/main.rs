@@ -5,9 +5,11 @@
 //!
 //! # Description
 //! cleanup is the only writer of new queue files. A client (pickup for local submissions,
-//! bounce for notices, local for forwarded mail, later smtpd) connects to `public/cleanup`
-//! and streams one message after another as queue-file records (the `cleanup_protocol` of
-//! posthorn-proto). For each message cleanup:
+//! bounce for notices, local for forwarded mail, smtpd for network mail) connects to
+//! `public/cleanup` and streams one message after another as queue-file records (the
+//! `cleanup_protocol` of posthorn-proto). smtpd asks for the queue ID up front
+//! (`FLAG_REPORT_ID`): the file is then created at once, before the records arrive, and its
+//! ID goes back right away. For each message cleanup:
 //! - checks the records strictly (types, order, CRCs) and the size against
 //!   `message_size_limit` (`5.3.4 message file too big`);
 //! - qualifies unqualified sender and recipient addresses with `myorigin`;
@@ -64,6 +66,11 @@ fn serve(d: &Daemon, stream: UnixStream, qmgr: &mut Option<UnixStream>) -> Resul
             return Err(ProtoError::bad("expected Begin"));
         };
         let mut msg = message::Message::new(&settings, &d.layout, flags, origin);
+        if flags & cleanup::FLAG_REPORT_ID != 0 {
+            let id = msg.open_early();
+            conn.send(&cleanup::Opened { id }.frame())?;
+            conn.flush()?;
+        }
         let reply = loop {
             match Request::decode(conn.read_frame()?)? {
                 Request::Records(data) => msg.feed(&data),

@@ -91,6 +91,22 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Creates the queue file now (for clients that want the ID before the content) and
+    /// returns its ID, or "" after recording the error for the final reply.
+    pub fn open_early(&mut self) -> String {
+        match NewQueueFile::create(self.layout, QueueName::Incoming) {
+            Ok(f) => {
+                let id = f.id().to_string();
+                self.file = Some(f);
+                id
+            }
+            Err(e) => {
+                self.fail(io_fail(e));
+                String::new()
+            }
+        }
+    }
+
     /// Takes more encoded records. After an error the rest is read and ignored, so the
     /// client gets its answer at commit.
     pub fn feed(&mut self, data: &[u8]) {
@@ -280,7 +296,10 @@ impl<'a> Message<'a> {
         }
         self.env.recipients = rcpts;
 
-        let mut file = NewQueueFile::create(self.layout, QueueName::Incoming).map_err(io_fail)?;
+        let mut file = match self.file.take() {
+            Some(f) => f,
+            None => NewQueueFile::create(self.layout, QueueName::Incoming).map_err(io_fail)?,
+        };
         let id = file.id().to_string();
         let fx = Fixups {
             myhostname: &s.myhostname,

@@ -17,6 +17,9 @@ pub const VERSION: u64 = 1;
 pub const FLAG_EXTRACT_RECIPIENTS: u64 = 1;
 /// Flag: this is a delivery status notice (never bounced; double bounces go to postmaster).
 pub const FLAG_NOTICE: u64 = 2;
+/// Flag: create the queue file at once and answer [`Reply::Opened`] with its ID before the
+/// records arrive (smtpd logs and writes the ID into its Received header).
+pub const FLAG_REPORT_ID: u64 = 4;
 
 /// Where the message comes from, for headers and logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +67,34 @@ pub enum Reply {
         /// Human-readable reason.
         text: String,
     },
+}
+
+/// With [`FLAG_REPORT_ID`], the server's first answer: the queue file exists under this ID
+/// (empty when it could not be created; the final [`Reply`] then says why).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The queue ID.
+    pub id: String,
+}
+
+impl Opened {
+    /// Encodes the answer.
+    pub fn frame(&self) -> Frame {
+        Frame::new(b'O').str(&self.id)
+    }
+
+    /// Decodes the answer.
+    pub fn decode(mut r: FrameReader<'_>) -> Result<Opened, ProtoError> {
+        if r.kind != b'O' {
+            return Err(ProtoError::bad(format!(
+                "cleanup: expected Opened, got {}",
+                r.kind
+            )));
+        }
+        let id = r.str()?;
+        r.finish()?;
+        Ok(Opened { id })
+    }
 }
 
 impl Request {
@@ -137,6 +168,16 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opened_round_trips() {
+        let o = Opened { id: "Q".into() };
+        let e = o.frame().encode();
+        assert_eq!(
+            Opened::decode(FrameReader::new(&e[4..]).unwrap()).unwrap(),
+            o
+        );
+    }
 
     #[test]
     fn round_trips() {

@@ -83,6 +83,19 @@ impl Frame {
     }
 }
 
+/// For non-blocking readers: the first complete frame in `buf` as (bytes used, frame body
+/// starting with its kind byte), or None while incomplete.
+pub fn split_frame(buf: &[u8]) -> Result<Option<(usize, &[u8])>, ProtoError> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if n == 0 || n > MAX_FRAME {
+        return Err(ProtoError::bad(format!("frame length {n}")));
+    }
+    Ok(buf.get(4..4 + n).map(|body| (4 + n, body)))
+}
+
 /// A strict reader over a received frame's fields.
 pub struct FrameReader<'a> {
     /// The message kind.

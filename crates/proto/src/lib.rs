@@ -23,7 +23,7 @@ pub mod delivery;
 mod frame;
 pub mod trigger;
 
-pub use frame::{Conn, Frame, FrameReader, Hello, MAX_FRAME, ProtoError};
+pub use frame::{Conn, Frame, FrameReader, Hello, MAX_FRAME, ProtoError, split_frame};
 
 /// Service names: the socket names under `private/` and `public/`.
 pub mod service {

@@ -1,0 +1,415 @@
+//! One client connection: the socket (plain or TLS), buffers, the SMTP session, and its
+//! backend. [`Conn::drive`] moves bytes until nothing more can happen without an event.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use posthorn_smtp_proto::Reply;
+use posthorn_smtp_proto::server::{Session, Settings, Status};
+use rustls::ServerConnection;
+
+use crate::backend::SmtpBackend;
+use crate::cleanup_stream::Answer;
+
+/// Input kept unprocessed at most (a client cannot make smtpd buffer more).
+const INPUT_CAP: usize = 256 * 1024;
+/// Replies not yet taken by the client at most, before smtpd stops reading its commands.
+const OUTPUT_CAP: usize = 256 * 1024;
+/// Content waiting for cleanup at most, before smtpd stops reading the client.
+const BACKLOG_CAP: usize = 512 * 1024;
+
+/// Where the connection is.
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for the PROXY protocol header.
+    Proxy,
+    /// Waiting `smtpd_greet_wait` before the greeting.
+    GreetWait(Instant),
+    /// Talking SMTP.
+    Smtp,
+}
+
+/// Why a connection ends (for the log).
+pub enum End {
+    /// Closed normally (QUIT, or after a final reply).
+    Done,
+    /// The client went away.
+    Lost,
+    /// A hard I/O or TLS error.
+    Error(String),
+}
+
+/// A client connection.
+pub struct Conn {
+    /// The socket.
+    pub sock: TcpStream,
+    /// The peer of the socket (the proxy, behind a load balancer).
+    pub peer: SocketAddr,
+    /// TLS, once started.
+    pub tls: Option<ServerConnection>,
+    tls_logged: bool,
+    /// Received, not yet processed.
+    pub input: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The SMTP session (created when the client is known).
+    pub session: Option<Session>,
+    /// Its backend.
+    pub backend: Option<SmtpBackend>,
+    /// Where the connection is.
+    pub phase: Phase,
+    /// When the client has to have said something.
+    pub deadline: Instant,
+    /// Replies are held until then (smtpd_error_sleep_time).
+    pub sleep_until: Option<Instant>,
+    /// Close once the output is sent.
+    pub closing: bool,
+    /// The session waits for cleanup.
+    pub pending: bool,
+    eof: bool,
+    /// The client's address (after PROXY).
+    pub client_ip: Option<IpAddr>,
+    /// Set when the limit counters include this connection.
+    pub counted: bool,
+    timeout: Duration,
+    min_rate: u64,
+    /// `myhostname`, for the 421 replies.
+    pub hostname: Rc<str>,
+}
+
+impl Conn {
+    /// A new connection in `phase`.
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        phase: Phase,
+        timeout: Duration,
+        min_rate: u64,
+        hostname: Rc<str>,
+    ) -> Conn {
+        Conn {
+            sock,
+            peer,
+            tls: None,
+            tls_logged: false,
+            input: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            session: None,
+            backend: None,
+            phase,
+            deadline: Instant::now() + timeout,
+            sleep_until: None,
+            closing: false,
+            pending: false,
+            eof: false,
+            client_ip: None,
+            counted: false,
+            timeout,
+            min_rate,
+            hostname,
+        }
+    }
+
+    /// Starts the SMTP session (the client is known).
+    pub fn start_session(&mut self, s: Settings, backend: SmtpBackend, tls: bool) {
+        let mut session = Session::new(s);
+        if tls {
+            session.tls_started();
+        }
+        self.session = Some(session);
+        self.backend = Some(backend);
+        self.phase = Phase::Smtp;
+        self.deadline = Instant::now() + self.timeout;
+    }
+
+    /// Queues the greeting.
+    pub fn greet(&mut self) {
+        if let Some(s) = &self.session {
+            let mut out = Vec::new();
+            s.greeting(&mut out);
+            self.send(&out);
+        }
+    }
+
+    /// Queues raw reply bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        match &mut self.tls {
+            Some(t) => {
+                let _ = t.writer().write_all(bytes);
+            }
+            None => self.out.extend_from_slice(bytes),
+        }
+    }
+
+    /// Queues a reply and closes after it.
+    pub fn send_and_close(&mut self, r: &Reply) {
+        let mut out = Vec::new();
+        r.write_to(&mut out);
+        self.send(&out);
+        self.closing = true;
+    }
+
+    /// Starts TLS with `config` (STARTTLS or wrapper mode).
+    pub fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        let c = ServerConnection::new(config).map_err(io::Error::other)?;
+        self.tls = Some(c);
+        Ok(())
+    }
+
+    fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+            + self
+                .tls
+                .as_ref()
+                .map_or(0, |t| usize::from(t.wants_write()) * 4096)
+    }
+
+    /// Reads what the socket has (within the caps). Returns bytes of new plaintext.
+    fn read_some(&mut self) -> Result<usize, End> {
+        let mut got = 0;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if self.eof || self.input.len() >= INPUT_CAP {
+                return Ok(got);
+            }
+            if self
+                .backend
+                .as_ref()
+                .is_some_and(|b| b.backlog() >= BACKLOG_CAP)
+            {
+                return Ok(got);
+            }
+            match &mut self.tls {
+                None => match self.sock.read(&mut buf) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => {
+                        self.input.extend_from_slice(&buf[..n]);
+                        got += n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => self.eof = true,
+                },
+                Some(tls) => {
+                    let mut sock_done = false;
+                    match tls.read_tls(&mut self.sock) {
+                        Ok(0) => self.eof = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock_done = true,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => self.eof = true,
+                    }
+                    if let Err(e) = tls.process_new_packets() {
+                        // Tell the peer why before closing.
+                        let _ = tls.write_tls(&mut self.sock);
+                        return Err(End::Error(format!("TLS: {e}")));
+                    }
+                    loop {
+                        match tls.reader().read(&mut buf) {
+                            Ok(0) => {
+                                self.eof = true;
+                                break;
+                            }
+                            Ok(n) => {
+                                self.input.extend_from_slice(&buf[..n]);
+                                got += n;
+                            }
+                            Err(_) => break, // WouldBlock: no more plaintext yet
+                        }
+                    }
+                    if sock_done {
+                        return Ok(got);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes what the socket takes.
+    fn flush(&mut self) -> Result<(), End> {
+        if let Some(tls) = &mut self.tls {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.sock) {
+                    Ok(0) => return Err(End::Lost),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(End::Lost),
+                }
+            }
+            return Ok(());
+        }
+        while self.out_pos < self.out.len() {
+            match self.sock.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(End::Lost),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(End::Lost),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        Ok(())
+    }
+
+    /// Whether everything queued has been written.
+    pub fn flushed(&self) -> bool {
+        self.out_pos == self.out.len() && self.tls.as_ref().is_none_or(|t| !t.wants_write())
+    }
+
+    /// Whether input arrived that nobody asked for yet (early talkers).
+    pub fn has_input(&self) -> bool {
+        !self.input.is_empty()
+    }
+
+    /// Reads without processing (PROXY and greet-wait phases). Err = the connection ended.
+    pub fn read_only(&mut self) -> Result<(), End> {
+        self.read_some()?;
+        if self.eof && self.input.is_empty() {
+            return Err(End::Lost);
+        }
+        Ok(())
+    }
+
+    /// Moves bytes: reads, runs the session, writes; returns when no progress is possible.
+    /// `Ok(Some(config))` asks the caller for a TLS config to start TLS with.
+    pub fn drive(&mut self, now: Instant) -> Result<Drive, End> {
+        loop {
+            let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
+            let can_process = !self.pending
+                && !self.closing
+                && self.sleep_until.is_none_or(|t| now >= t)
+                && !handshaking
+                && self.unsent() < OUTPUT_CAP;
+            let before_in = self.input.len();
+            let n = self.read_some()?;
+            if n > 0 {
+                self.note_progress(n, now);
+            }
+            if self.tls.is_some() && !handshaking && !self.tls_logged {
+                self.tls_logged = true;
+                if let (Some(tls), Some(b)) = (&self.tls, &mut self.backend)
+                    && let Some(info) = posthorn_smtpd::tls::session_info(tls)
+                {
+                    log::info!(
+                        "Anonymous TLS connection established from {}: {}",
+                        b.label,
+                        info.describe()
+                    );
+                    b.tls_info = Some(info.describe());
+                }
+            }
+            let mut status = Status::Ready;
+            let mut out = Vec::new();
+            if can_process && !self.input.is_empty() {
+                self.sleep_until = None;
+                if let (Some(s), Some(b)) = (&mut self.session, &mut self.backend) {
+                    status = s.process(&mut self.input, &mut out, b);
+                }
+            }
+            let processed = self.input.len() != before_in + n || !out.is_empty();
+            if !out.is_empty() {
+                self.send(&out);
+            }
+            let mut want_tls = false;
+            match status {
+                Status::Ready => {}
+                Status::Pending => self.pending = true,
+                Status::Sleep(d) => self.sleep_until = Some(now + d),
+                Status::Close => self.closing = true,
+                Status::StartTls => want_tls = true,
+            }
+            self.flush()?;
+            if want_tls {
+                return Ok(Drive::StartTls);
+            }
+            if self.closing && self.flushed() {
+                return Err(End::Done);
+            }
+            if self.eof && (self.input.is_empty() || !can_process) && !self.pending {
+                return Err(End::Lost);
+            }
+            if n == 0 && !processed {
+                return Ok(Drive::Idle);
+            }
+        }
+    }
+
+    /// Input arrived: move the deadline (during content, by the minimum data rate).
+    fn note_progress(&mut self, n: usize, now: Instant) {
+        let content = self.session.as_ref().is_some_and(Session::in_content);
+        if content && self.min_rate > 0 {
+            let credit = Duration::from_secs_f64(n as f64 / self.min_rate as f64);
+            self.deadline = (self.deadline + credit).min(now + self.timeout);
+        } else {
+            self.deadline = now + self.timeout;
+        }
+    }
+
+    /// A cleanup answer for this connection's session.
+    pub fn cleanup_answer(&mut self, a: Answer) {
+        let Some(b) = &mut self.backend else { return };
+        if let Some(reply) = b.on_answer(a) {
+            self.finish_pending(reply);
+        }
+    }
+
+    /// The cleanup connection broke.
+    pub fn cleanup_broken(&mut self, e: &str) {
+        let Some(b) = &mut self.backend else { return };
+        let reply = b.on_stream_error(e);
+        if self.pending {
+            self.finish_pending(reply);
+        }
+    }
+
+    fn finish_pending(&mut self, reply: Reply) {
+        self.pending = false;
+        let mut out = Vec::new();
+        let st = match &mut self.session {
+            Some(s) => s.resume(reply, &mut out),
+            None => Status::Close,
+        };
+        self.send(&out);
+        match st {
+            Status::Close => self.closing = true,
+            Status::Sleep(d) => self.sleep_until = Some(Instant::now() + d),
+            _ => {}
+        }
+        self.deadline = Instant::now() + self.timeout;
+    }
+
+    /// The deadline passed: the Postfix reply and log line.
+    pub fn timed_out(&mut self) {
+        let after = self
+            .session
+            .as_ref()
+            .and_then(Session::in_transaction)
+            .unwrap_or("CONNECT");
+        if let Some(b) = &self.backend {
+            log::info!("timeout after {after} from {}", b.label);
+        }
+        let h = self.hostname.clone();
+        self.send_and_close(&Reply::new(
+            421,
+            "4.4.2",
+            format!("{h} Error: timeout exceeded"),
+        ));
+    }
+}
+
+/// What [`Conn::drive`] needs from the event loop.
+pub enum Drive {
+    /// Nothing to do until the next event.
+    Idle,
+    /// Start TLS now.
+    StartTls,
+}

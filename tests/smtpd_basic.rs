@@ -1,0 +1,55 @@
+//! smtpd's basic path end to end: a message over SMTP is queued (250 with the queue ID only
+//! after cleanup made it durable) and delivered locally, with smtpd's Received header and
+//! Postfix's log lines.
+
+use std::time::Duration;
+
+use posthorn_testkit::Instance;
+use posthorn_testkit::smtp::{Client, queue_id};
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_message_over_smtp_is_queued_and_delivered() {
+    let mut inst = Instance::new("");
+    inst.start();
+    let me = format!("{}@mail.example.test", inst.user());
+    let mut c = Client::connect(inst.smtp_port);
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(ehlo.lines.iter().any(|l| l == "PIPELINING"), "{}", ehlo.wire());
+    c.expect("MAIL FROM:<sender@example.org>", 250);
+    c.expect(&format!("RCPT TO:<{me}>"), 250);
+    let r = c.data("Subject: over smtp\r\n\r\nhello\r\n..dotted\r\n");
+    assert_eq!(r.code, 250, "{}", r.wire());
+    let id = queue_id(&r);
+    c.expect("QUIT", 221);
+    let mbox = inst.mail.join(inst.user());
+    let text = inst.wait_for_text(&mbox, "hello");
+    assert!(text.contains("\n.dotted\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Received: from client.test (localhost [127.0.0.1])\n\tby mail.example.test (posthorn) with ESMTP id {id}\n\tfor <{me}>;"
+        )),
+        "{text}"
+    );
+    inst.expect_log(&format!("{id}: client=localhost[127.0.0.1]"), T);
+    inst.expect_log(
+        "disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
+        T,
+    );
+    // Several messages over one connection, pipelined.
+    let mut c = Client::connect(inst.smtp_port);
+    c.expect("EHLO client.test", 250);
+    for i in 0..3 {
+        c.send_raw(
+            format!("MAIL FROM:<s@example.org>\r\nRCPT TO:<{me}>\r\nDATA\r\n").as_bytes(),
+        );
+        assert_eq!(c.reply().code, 250);
+        assert_eq!(c.reply().code, 250);
+        assert_eq!(c.reply().code, 354);
+        c.send_raw(format!("Subject: n{i}\r\n\r\nbody {i}\r\n.\r\n").as_bytes());
+        assert_eq!(c.reply().code, 250);
+    }
+    c.expect("QUIT", 221);
+    inst.wait_for_text(&mbox, "body 2");
+}
