@@ -60,6 +60,8 @@ pub enum Action {
     Newaliases,
     /// Ask the queue manager to retry all queued mail now (`-q`).
     Flush,
+    /// A stand-alone SMTP session on stdin/stdout, submitting each message (`-bs`).
+    StandAlone,
     /// Do nothing and exit 0 (`-bh`, `-bH`, `-q`*interval*), as Postfix does.
     Ignore,
     /// A feature posthorn does not have yet; the text names it (exit 69, EX_UNAVAILABLE).
@@ -287,7 +289,7 @@ impl Options {
                     Some('i') => self.action = Action::Newaliases,
                     Some('m') => self.action = Action::Enqueue,
                     Some('p') => self.action = Action::Mailq,
-                    Some('s') => self.action = Action::NotImplemented("-bs mode".into()),
+                    Some('s') => self.action = Action::StandAlone,
                     Some('v') => self.action = Action::NotImplemented("-bv mode".into()),
                     Some(other) => return Err(usage(format!("unsupported: -b{other}"))),
                     None => return Err(usage("unsupported: -b")),
@@ -362,9 +364,7 @@ impl Options {
                 Action::NotImplemented(m) if m.starts_with("-bd") || m.starts_with("-bl") => {
                     Some("daemon mode requires no recipient")
                 }
-                Action::NotImplemented(m) if m.starts_with("-bs") => {
-                    Some("stand-alone mode requires no recipient")
-                }
+                Action::StandAlone => Some("stand-alone mode requires no recipient"),
                 _ => None,
             };
             if let Some(msg) = refuse {
@@ -543,10 +543,7 @@ mod tests {
         assert_eq!(p(&["-bp", "-bm", "x"]).action, Action::Enqueue);
         assert_eq!(p(&["-bh"]).action, Action::Ignore);
         assert_eq!(p(&["-bH"]).action, Action::Ignore);
-        assert_eq!(
-            p(&["-bs"]).action,
-            Action::NotImplemented("-bs mode".into())
-        );
+        assert_eq!(p(&["-bs"]).action, Action::StandAlone);
         assert_eq!(
             p(&["-bd"]).action,
             Action::NotImplemented("-bd (daemon) mode".into())

@@ -34,6 +34,20 @@
 //! `command_directory`) in its place, which gets the listing from the `showq` daemon; see
 //! postqueue(1) for the format. Any user may list the queue this way, without reading it.
 //!
+//! With `-bs`, `sendmail` speaks SMTP on standard input and output, as a stand-alone SMTP
+//! server: the same protocol engine as smtpd(8), with the `220` greeting from
+//! `smtpd_banner`, EHLO extensions (PIPELINING, SIZE from `message_size_limit`, VRFY,
+//! ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING; never STARTTLS), and DSN
+//! parameters (`RET`, `ENVID`, `NOTIFY`, `ORCPT`) kept in the queue file. The client is a
+//! local pipe: pipelining is always allowed and there is no error sleep. Lines may end in
+//! bare LF, but the end of DATA must be `<CR><LF>.<CR><LF>`. Each message is submitted
+//! through `postdrop`(1) at the end of DATA, as the invoking user, exactly like a message
+//! read in delivery mode (`-G` gives it `rewrite_context=remote`); the reply is
+//! `250 2.0.0 Ok: queued`, or `451 4.3.0 Error: ...` when it could not be queued. `VRFY`
+//! answers `252` without looking the address up. The session ends with `QUIT` or at end of
+//! input; sendmail then exits 0. `-f`, `-F`, `-N`, `-R`, `-V` do not apply: the envelope
+//! comes from the SMTP commands.
+//!
 //! `newaliases` rebuilds each `hash:` database named in `alias_database` (or with `-oA`)
 //! from its aliases(5) source file.
 //!
@@ -46,7 +60,7 @@
 //! - `-bi`, `-I`: rebuild the alias databases, as `newaliases`.
 //! - `-bm`: read a message and arrange for delivery (the default).
 //! - `-bp`: list the queue, as `mailq` (runs `postqueue -p`).
-//! - `-bs`: stand-alone SMTP session on standard input. **Not implemented yet**; exits 69.
+//! - `-bs`: stand-alone SMTP session on standard input and output (see below).
 //! - `-bv`: address verification report. **Not implemented yet**; exits 69.
 //! - `-C config_dir`: the configuration directory (a path ending in `main.cf` means its
 //!   directory). It is passed on to postdrop, which accepts it only under its own rules.
@@ -92,8 +106,9 @@
 //! # Exit status
 //!
 //! 0 when the message is safely queued (postdrop has fsynced the file and its directory),
-//! else a sysexits(3) code: 64 (EX_USAGE) for a bad command line or no recipients, 65
-//! (EX_DATAERR) when standard input cannot be read, 69 (EX_UNAVAILABLE) for features that
+//! or when a `-bs` session ends (each message's fate is in its SMTP reply), else a sysexits(3) code: 64 (EX_USAGE) for a bad command line or no recipients, 65
+//! (EX_DATAERR) when standard input cannot be read, 74 (EX_IOERR) when a `-bs` session
+//! cannot read its input or write its replies, 69 (EX_UNAVAILABLE) for features that
 //! are not implemented yet, when postdrop or postqueue cannot be run, or when `-q` finds
 //! the mail system down, 71 (EX_OSERR) when the user has no login name, 75 (EX_TEMPFAIL)
 //! when the message could not be queued (postdrop's own exit status is passed on when it
@@ -109,6 +124,10 @@
 //! # Configuration parameters
 //!
 //! - `alias_database`: the databases `newaliases` rebuilds.
+//! - `myhostname`, `smtpd_banner`, `message_size_limit`, `smtpd_recipient_limit`,
+//!   `disable_vrfy_command`, `smtpd_helo_required`, `smtputf8_enable`,
+//!   `smtpd_soft_error_limit`, `smtpd_hard_error_limit`, `smtpd_junk_command_limit`,
+//!   `smtpd_discard_ehlo_keywords`, `line_length_limit`: the `-bs` SMTP session.
 //! - `command_directory`: where `postdrop` and `postqueue` are (default: the directory of
 //!   this program; a program missing there is looked for next to this program).
 //! - `config_directory`: the default configuration directory, `/etc/posthorn`.
@@ -123,7 +142,7 @@
 //!
 //! # See also
 //!
-//! postdrop(1), postqueue(1), pickup(8), cleanup(8), qmgr(8), showq(8), posthorn(1),
+//! postdrop(1), postqueue(1), pickup(8), smtpd(8), cleanup(8), qmgr(8), showq(8), posthorn(1),
 //! aliases(5), sysexits(3).
 
 pub mod address;
@@ -131,6 +150,7 @@ pub mod args;
 pub mod input;
 pub mod mailq;
 pub mod newaliases;
+pub mod standalone;
 pub mod submit;
 
 use std::ffi::OsString;
@@ -191,6 +211,7 @@ pub fn run(mode: Mode) -> i32 {
         Action::Mailq => list_queue(&opts, &cfg, chosen_dir.as_deref()),
         Action::Newaliases => rebuild_aliases(&opts, &cfg),
         Action::Flush => flush(&cfg),
+        Action::StandAlone => stand_alone(&opts, &cfg, chosen_dir.as_deref(), verbose),
         Action::Ignore | Action::NotImplemented(_) => 0,
     }
 }
@@ -220,6 +241,31 @@ fn enqueue(opts: &Options, cfg: &Config, chosen_dir: Option<&Path>, verbose: boo
     ) {
         Ok(()) => 0,
         Err(f) => posthorn_log::fatal_with(f.code, f.message),
+    }
+}
+
+/// `-bs`: an SMTP session on stdin/stdout; each message goes through postdrop.
+fn stand_alone(opts: &Options, cfg: &Config, chosen_dir: Option<&Path>, verbose: bool) -> i32 {
+    let who = submit::Submitter::current();
+    let postdrop = submit::postdrop_program(&cfg.get_path("command_directory"));
+    log::debug!(
+        "stand-alone session, submitting through {}",
+        postdrop.display()
+    );
+    let mut deliver = |env: &posthorn_queue::file::Envelope, content: &[u8]| {
+        submit::submit_stored(env, content, &postdrop, chosen_dir, verbose, &who)
+    };
+    let mut backend = standalone::Submission::new(opts.rewrite_context, &mut deliver);
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    match standalone::run(
+        standalone::settings(cfg),
+        stdin.lock(),
+        stdout.lock(),
+        &mut backend,
+    ) {
+        Ok(()) => 0,
+        Err(e) => posthorn_log::fatal_with(exit::IOERR, format!("stand-alone session: {e}")),
     }
 }
 

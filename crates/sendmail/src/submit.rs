@@ -174,6 +174,37 @@ pub fn submit<R: BufRead>(
     verbose: bool,
     who: &Submitter,
 ) -> Result<(), Failure> {
+    run_postdrop(env, postdrop, config_dir, verbose, who, &mut |mut out| {
+        copy_message(input, &mut out, dot_ends_input).map(|_| ())
+    })
+}
+
+/// As [`submit`], with content that is already in stored form (LF line endings, no dot
+/// handling, no `From ` lines to drop): the messages of a `sendmail -bs` session.
+pub fn submit_stored(
+    env: &Envelope,
+    content: &[u8],
+    postdrop: &Path,
+    config_dir: Option<&Path>,
+    verbose: bool,
+    who: &Submitter,
+) -> Result<(), Failure> {
+    run_postdrop(env, postdrop, config_dir, verbose, who, &mut |out| {
+        out.write_all(content).map_err(CopyError::Write)
+    })
+}
+
+/// Writes the message content into the `N` records.
+type ContentFn<'a> = dyn FnMut(&mut dyn Write) -> Result<(), CopyError> + 'a;
+
+fn run_postdrop(
+    env: &Envelope,
+    postdrop: &Path,
+    config_dir: Option<&Path>,
+    verbose: bool,
+    who: &Submitter,
+    content: &mut ContentFn<'_>,
+) -> Result<(), Failure> {
     let tag = format!("{}({})", env.sender, who.uid);
     let mut cmd = Command::new(postdrop);
     if let Some(dir) = config_dir {
@@ -195,7 +226,7 @@ pub fn submit<R: BufRead>(
         // Invariant: stdin was configured as piped just above.
         posthorn_log::panic_msg("submit: postdrop child has no stdin pipe");
     };
-    let streamed = stream(pipe, env, input, dot_ends_input);
+    let streamed = stream(pipe, env, content);
     let status = child.wait().map_err(|e| {
         fail(
             exit::OSERR,
@@ -248,19 +279,14 @@ fn verdict(
 }
 
 /// Writes the whole record stream into postdrop's stdin and closes it.
-fn stream<W: Write, R: BufRead>(
-    pipe: W,
-    env: &Envelope,
-    input: &mut R,
-    dot_ends_input: bool,
-) -> Result<(), CopyError> {
+fn stream<W: Write>(pipe: W, env: &Envelope, content: &mut ContentFn<'_>) -> Result<(), CopyError> {
     let mut w = RecordWriter::new(BufWriter::with_capacity(BLOCK_SIZE, pipe), 0);
     env.write_records(&mut w).map_err(CopyError::Write)?;
     w.put(kind::MESG, b"").map_err(CopyError::Write)?;
     {
-        let mut content = BufWriter::with_capacity(BLOCK_SIZE, Blocks(&mut w));
-        copy_message(input, &mut content, dot_ends_input)?;
-        content.flush().map_err(CopyError::Write)?;
+        let mut blocks = BufWriter::with_capacity(BLOCK_SIZE, Blocks(&mut w));
+        content(&mut blocks)?;
+        blocks.flush().map_err(CopyError::Write)?;
     }
     w.put(kind::XTRA, b"").map_err(CopyError::Write)?;
     w.put(kind::END, b"").map_err(CopyError::Write)?;
@@ -382,7 +408,10 @@ mod tests {
         let e = envelope(&opts(&["bob@x"]), &alice(), None, &mut |_| {}).unwrap();
         let mut out = Vec::new();
         let mut input: &[u8] = b"Subject: t\r\n\r\nhi\r\n.\r\nignored\r\n";
-        stream(&mut out, &e, &mut input, true).unwrap();
+        stream(&mut out, &e, &mut |mut o| {
+            copy_message(&mut input, &mut o, true).map(|_| ())
+        })
+        .unwrap();
         let mut r = RecordReader::new(&out[..], 0);
         let mut kinds = String::new();
         let mut content = Vec::new();

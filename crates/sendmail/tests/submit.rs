@@ -309,19 +309,76 @@ fn postdrop_failure_is_passed_on_and_nothing_is_queued() {
 }
 
 #[test]
+fn stand_alone_smtp_session_submits_through_postdrop() {
+    let Some(inst) = instance() else { return };
+    let input = b"EHLO client\r\nMAIL FROM:<alice@example.org> RET=HDRS ENVID=e+2B1\r\n\
+        RCPT TO:<bob@example.com> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Bob@example.com\r\n\
+        DATA\r\nFrom nobody\r\nSubject: hi\r\n\r\n..dotted\r\n.\r\nQUIT\r\n";
+    let out = run(SENDMAIL, &inst, &["-bs"], input, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let replies = String::from_utf8_lossy(&out.stdout);
+    assert!(replies.starts_with("220 "), "{replies}");
+    assert!(replies.contains("250 2.0.0 Ok: queued\r\n"), "{replies}");
+    assert!(replies.ends_with("221 2.0.0 Bye\r\n"), "{replies}");
+    let qf = the_one_file(&inst);
+    let e = &qf.envelope;
+    assert_eq!(e.sender, "alice@example.org");
+    assert_eq!(e.full_name, None);
+    assert_eq!(
+        (e.envid.as_deref(), e.ret.as_deref()),
+        (Some("e+1"), Some("HDRS"))
+    );
+    let r = &e.recipients;
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (
+            r[0].address.as_str(),
+            r[0].notify.as_deref(),
+            r[0].orcpt.as_deref()
+        ),
+        (
+            "bob@example.com",
+            Some("SUCCESS,DELAY"),
+            Some("rfc822;Bob@example.com")
+        )
+    );
+    // Stored form: LF lines, dot-unstuffed, a leading "From " line kept.
+    assert_eq!(content(&qf), b"From nobody\nSubject: hi\n\n.dotted\n");
+}
+
+#[test]
+fn stand_alone_session_reports_a_failed_submission() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("postdrop");
+    std::fs::write(&fake, "#!/bin/sh\ncat >/dev/null\nexit 75\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let inst = instance_with(tmp.path());
+    let input = b"HELO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\nx\r\n.\r\n";
+    let out = run(SENDMAIL, &inst, &["-bs"], input, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let replies = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        replies.contains("451 4.3.0 Error: ") && replies.contains("message not queued"),
+        "{replies}"
+    );
+}
+
+#[test]
 fn usage_errors_and_unimplemented_modes() {
     let inst = instance_with(&bin_dir());
     let out = run(SENDMAIL, &inst, &[], b"x\n", &[]);
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sendmail: fatal: Recipient addresses must be specified on the command line or via the -t option"), "{err}");
-    let out = run(SENDMAIL, &inst, &["-bs"], b"", &[]);
+    let out = run(SENDMAIL, &inst, &["-bv", "bob"], b"", &[]);
     assert_eq!(out.status.code(), Some(69));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("sendmail: fatal: -bs mode is not implemented yet"),
+            .contains("sendmail: fatal: -bv mode is not implemented yet"),
         "{out:?}"
     );
+    let out = run(SENDMAIL, &inst, &["-bs", "bob"], b"", &[]);
+    assert_eq!(out.status.code(), Some(64));
     let out = run(SENDMAIL, &inst, &["-z", "bob"], b"", &[]);
     assert_eq!(out.status.code(), Some(64));
     let out = run(SENDMAIL, &inst, &["-q30m"], b"", &[]);
