@@ -16,7 +16,11 @@ fn a_message_over_smtp_is_queued_and_delivered() {
     let me = format!("{}@mail.example.test", inst.user());
     let mut c = Client::connect(inst.smtp_port);
     let ehlo = c.expect("EHLO client.test", 250);
-    assert!(ehlo.lines.iter().any(|l| l == "PIPELINING"), "{}", ehlo.wire());
+    assert!(
+        ehlo.lines.iter().any(|l| l == "PIPELINING"),
+        "{}",
+        ehlo.wire()
+    );
     c.expect("MAIL FROM:<sender@example.org>", 250);
     c.expect(&format!("RCPT TO:<{me}>"), 250);
     let r = c.data("Subject: over smtp\r\n\r\nhello\r\n..dotted\r\n");
@@ -41,9 +45,7 @@ fn a_message_over_smtp_is_queued_and_delivered() {
     let mut c = Client::connect(inst.smtp_port);
     c.expect("EHLO client.test", 250);
     for i in 0..3 {
-        c.send_raw(
-            format!("MAIL FROM:<s@example.org>\r\nRCPT TO:<{me}>\r\nDATA\r\n").as_bytes(),
-        );
+        c.send_raw(format!("MAIL FROM:<s@example.org>\r\nRCPT TO:<{me}>\r\nDATA\r\n").as_bytes());
         assert_eq!(c.reply().code, 250);
         assert_eq!(c.reply().code, 250);
         assert_eq!(c.reply().code, 354);

@@ -267,6 +267,7 @@ pub static PARAMS: &[Param] = &[
     time("smtpd_error_sleep_time", "1s", 's', "Time the SMTP server waits before it replies to a client error."),
     p("smtpd_forbid_bare_newline", Kind::Str, "normalize", "Handling of bare LF line endings in SMTP input: normalize, yes (reject) or no (SMTP smuggling defence)."),
     p("smtpd_forbid_bare_newline_exclusions", Kind::List, "$mynetworks", "Clients exempt from smtpd_forbid_bare_newline."),
+    p("smtpd_forbid_bare_newline_reject_code", Kind::Int, "550", "SMTP reply code when smtpd_forbid_bare_newline rejects a bare LF."),
     p("smtpd_forbid_unauth_pipelining", Kind::Bool, "yes", "Disconnect clients that pipeline commands before the server announced PIPELINING."),
     time("smtpd_greet_wait", "0s", 's', "posthorn: time smtpd waits before its greeting so that clients which talk first (early talkers, as postscreen's pregreet test) are refused; 0: check only what arrived before the greeting."),
     p("smtpd_hard_error_limit", Kind::Int, "${stress?{1}:{20}}", "Number of errors after which the SMTP server disconnects a client (1 under stress)."),

@@ -36,7 +36,8 @@
 //! # Options
 //!
 //! - `-c config_dir`: the configuration directory (see Security).
-//! - `-r`: accepted for compatibility with Postfix (the input is always a record stream).
+//! - `-r`: Postfix's internal protocol: the input is a record stream (always, here), and the
+//!   new queue ID is reported on standard output as `queue_id=ID` once the file is committed.
 //! - `-v`: verbose logging; honoured only when postdrop runs without raised privileges or
 //!   for root.
 //!
@@ -115,6 +116,9 @@ pub struct Args {
     pub config_dir: Option<PathBuf>,
     /// `-v`.
     pub verbose: bool,
+    /// `-r`: report the new queue ID on standard output (`queue_id=ID`), as Postfix's
+    /// postdrop does for its internal protocol (sendmail -bs quotes it in its 250 reply).
+    pub report_id: bool,
 }
 
 /// Parses argv (argv\[0\] included); the error is the usage text.
@@ -133,7 +137,7 @@ where
             Ok(Some(Short('c'))) => {
                 out.config_dir = Some(p.value().map_err(|e| format!("{e}; {USAGE}"))?.into())
             }
-            Ok(Some(Short('r'))) => {}
+            Ok(Some(Short('r'))) => out.report_id = true,
             Ok(Some(Short('v'))) => out.verbose = true,
             Ok(Some(other)) => return Err(format!("{}; {USAGE}", other.unexpected())),
             Err(e) => return Err(format!("{e}; {USAGE}")),
@@ -193,6 +197,11 @@ pub fn run() -> i32 {
         Err(e) => posthorn_log::fatal_with(EX_TEMPFAIL, format!("uid={uid}: {e}")),
     };
     log::debug!("{id}: queued in maildrop, {} recipients", size.recipients);
+    if args.report_id {
+        use std::io::Write;
+        // The message is already safe; a caller that stopped listening loses only the ID.
+        let _ = writeln!(std::io::stdout(), "queue_id={id}");
+    }
     let socket = layout.public_socket(posthorn_proto::service::PICKUP);
     if let Err(e) = posthorn_proto::trigger::send(&socket, &[posthorn_proto::trigger::WAKEUP]) {
         log::debug!("unable to notify pickup at {}: {e}", socket.display());

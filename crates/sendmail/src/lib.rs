@@ -239,7 +239,7 @@ fn enqueue(opts: &Options, cfg: &Config, chosen_dir: Option<&Path>, verbose: boo
         verbose,
         &who,
     ) {
-        Ok(()) => 0,
+        Ok(_) => 0,
         Err(f) => posthorn_log::fatal_with(f.code, f.message),
     }
 }
@@ -264,7 +264,7 @@ fn stand_alone(opts: &Options, cfg: &Config, chosen_dir: Option<&Path>, verbose:
         stdout.lock(),
         &mut backend,
     ) {
-        Ok(()) => 0,
+        Ok(_) => 0,
         Err(e) => posthorn_log::fatal_with(exit::IOERR, format!("stand-alone session: {e}")),
     }
 }
@@ -296,7 +296,7 @@ fn flush(cfg: &Config) -> i32 {
     use posthorn_proto::{service, trigger};
     let socket = QueueLayout::from_config(cfg).public_socket(service::QMGR);
     match trigger::send(&socket, &[trigger::SCAN_ALL]) {
-        Ok(()) => 0,
+        Ok(_) => 0,
         Err(e) => {
             log::debug!("trigger {}: {e}", socket.display());
             posthorn_log::fatal_with(

@@ -20,34 +20,18 @@ use crate::submit::Failure;
 
 /// The protocol settings of a `-bs` session, from the configuration.
 pub fn settings(c: &Config) -> Settings {
-    let int = |n: &str| u32::try_from(c.get_int(n).max(0)).unwrap_or(u32::MAX);
     Settings {
-        hostname: c.get("myhostname"),
-        banner: c.get("smtpd_banner"),
-        size_limit: c.get_size("message_size_limit"),
-        recipient_limit: usize::try_from(c.get_int("smtpd_recipient_limit").max(1)).unwrap_or(1000),
-        disable_vrfy: c.get_bool("disable_vrfy_command"),
-        helo_required: c.get_bool("smtpd_helo_required"),
-        smtputf8: c.get_bool("smtputf8_enable"),
+        // A local pipe from the user's own process: no pipelining discipline, no error
+        // sleep, bare LF accepted as a line end (as Postfix's stand-alone mode).
         forbid_unauth_pipelining: false,
         bare_lf: BareLf::Normalize,
-        soft_error_limit: int("smtpd_soft_error_limit"),
-        hard_error_limit: int("smtpd_hard_error_limit").max(1),
         error_sleep: Duration::ZERO,
-        junk_limit: int("smtpd_junk_command_limit"),
-        discard_ehlo: c
-            .get_list("smtpd_discard_ehlo_keywords")
-            .into_iter()
-            .map(|k| k.to_ascii_lowercase())
-            .collect(),
-        starttls: false,
-        tls_required: false,
-        line_limit: usize::try_from(c.get_int("line_length_limit").max(512)).unwrap_or(2048),
+        ..Settings::from_config(c)
     }
 }
 
 /// Submits one finished message (envelope and stored-form content).
-pub type SubmitFn<'a> = dyn FnMut(&Envelope, &[u8]) -> Result<(), Failure> + 'a;
+pub type SubmitFn<'a> = dyn FnMut(&Envelope, &[u8]) -> Result<Option<String>, Failure> + 'a;
 
 /// The backend of a `-bs` session: accepts what the engine accepts, collects each message
 /// and hands it to a submission function at the end of DATA.
@@ -134,7 +118,8 @@ impl Backend for Submission<'_> {
         let env = std::mem::take(&mut self.env);
         let content = std::mem::take(&mut self.content);
         Some(match (self.submit)(&env, &content) {
-            Ok(()) => Reply::new(250, "2.0.0", "Ok: queued"),
+            Ok(Some(id)) => Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
+            Ok(None) => Reply::new(250, "2.0.0", "Ok: queued"),
             Err(f) => {
                 log::error!("{f}");
                 let text: String = f
@@ -239,7 +224,7 @@ mod tests {
                         message: "postdrop exited with status 75; message not queued".into(),
                     })
                 } else {
-                    Ok(())
+                    Ok(Some("QID1".to_string()))
                 }
             };
             let mut b = Submission::new("local", &mut f);
@@ -257,7 +242,7 @@ mod tests {
         let codes: Vec<&str> = out.lines().map(|l| &l[..4]).collect();
         assert_eq!(codes.first(), Some(&"220 "));
         assert!(out.contains("250-mx.test\r\n"));
-        assert!(out.contains("250 2.0.0 Ok: queued\r\n"));
+        assert!(out.contains("250 2.0.0 Ok: queued as QID1\r\n"));
         assert!(out.ends_with("221 2.0.0 Bye\r\n"));
         assert_eq!(got.len(), 1);
         let (e, c) = &got[0];

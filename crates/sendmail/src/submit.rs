@@ -173,7 +173,7 @@ pub fn submit<R: BufRead>(
     config_dir: Option<&Path>,
     verbose: bool,
     who: &Submitter,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     run_postdrop(env, postdrop, config_dir, verbose, who, &mut |mut out| {
         copy_message(input, &mut out, dot_ends_input).map(|_| ())
     })
@@ -188,7 +188,7 @@ pub fn submit_stored(
     config_dir: Option<&Path>,
     verbose: bool,
     who: &Submitter,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     run_postdrop(env, postdrop, config_dir, verbose, who, &mut |out| {
         out.write_all(content).map_err(CopyError::Write)
     })
@@ -204,9 +204,10 @@ fn run_postdrop(
     verbose: bool,
     who: &Submitter,
     content: &mut ContentFn<'_>,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     let tag = format!("{}({})", env.sender, who.uid);
     let mut cmd = Command::new(postdrop);
+    cmd.arg("-r");
     if let Some(dir) = config_dir {
         cmd.arg("-c").arg(dir);
     }
@@ -214,7 +215,7 @@ fn run_postdrop(
         cmd.arg("-v");
     }
     cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| {
         fail(
@@ -227,13 +228,23 @@ fn run_postdrop(
         posthorn_log::panic_msg("submit: postdrop child has no stdin pipe");
     };
     let streamed = stream(pipe, env, content);
+    // postdrop -r reports `queue_id=ID` once the file is committed.
+    let mut reported = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use std::io::Read;
+        let _ = out.by_ref().take(4096).read_to_string(&mut reported);
+    }
+    let id = reported
+        .lines()
+        .find_map(|l| l.strip_prefix("queue_id="))
+        .map(str::to_string);
     let status = child.wait().map_err(|e| {
         fail(
             exit::OSERR,
             format!("{tag}: wait for {}: {e}", postdrop.display()),
         )
     })?;
-    verdict(&tag, postdrop, streamed, status)
+    verdict(&tag, postdrop, streamed, status).map(|()| id)
 }
 
 fn verdict(

@@ -35,6 +35,8 @@ pub struct Settings {
     pub forbid_unauth_pipelining: bool,
     /// `smtpd_forbid_bare_newline` for this client (exclusions applied).
     pub bare_lf: BareLf,
+    /// `smtpd_forbid_bare_newline_reject_code`.
+    pub bare_lf_reject_code: u16,
     /// `smtpd_soft_error_limit`.
     pub soft_error_limit: u32,
     /// `smtpd_hard_error_limit`.
@@ -53,6 +55,47 @@ pub struct Settings {
     pub line_limit: usize,
 }
 
+impl Settings {
+    /// The settings main.cf gives (smtpd's parameters); STARTTLS off until the caller has
+    /// a certificate, bare-LF exclusions are the caller's to apply.
+    pub fn from_config(c: &posthorn_config::Config) -> Settings {
+        let int = |n: &str| u32::try_from(c.get_int(n).max(0)).unwrap_or(u32::MAX);
+        let bare = c.get("smtpd_forbid_bare_newline");
+        let bare_lf = BareLf::parse(&bare).unwrap_or_else(|| {
+            log::warn!("smtpd_forbid_bare_newline: bad value {bare:?}; using normalize");
+            BareLf::Normalize
+        });
+        Settings {
+            hostname: c.get("myhostname"),
+            banner: c.get("smtpd_banner"),
+            size_limit: c.get_size("message_size_limit"),
+            recipient_limit: usize::try_from(c.get_int("smtpd_recipient_limit").max(1))
+                .unwrap_or(1000),
+            disable_vrfy: c.get_bool("disable_vrfy_command"),
+            helo_required: c.get_bool("smtpd_helo_required"),
+            smtputf8: c.get_bool("smtputf8_enable"),
+            forbid_unauth_pipelining: c.get_bool("smtpd_forbid_unauth_pipelining"),
+            bare_lf,
+            bare_lf_reject_code: u16::try_from(c.get_int("smtpd_forbid_bare_newline_reject_code"))
+                .ok()
+                .filter(|c| (400..600).contains(c))
+                .unwrap_or(550),
+            soft_error_limit: int("smtpd_soft_error_limit"),
+            hard_error_limit: int("smtpd_hard_error_limit").max(1),
+            error_sleep: c.get_duration("smtpd_error_sleep_time"),
+            junk_limit: int("smtpd_junk_command_limit"),
+            discard_ehlo: c
+                .get_list("smtpd_discard_ehlo_keywords")
+                .into_iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+            starttls: false,
+            tls_required: false,
+            line_limit: usize::try_from(c.get_int("line_length_limit").max(512)).unwrap_or(2048),
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
@@ -65,6 +108,7 @@ impl Default for Settings {
             smtputf8: true,
             forbid_unauth_pipelining: true,
             bare_lf: BareLf::Normalize,
+            bare_lf_reject_code: 550,
             soft_error_limit: 10,
             hard_error_limit: 20,
             error_sleep: Duration::from_secs(1),
@@ -187,6 +231,8 @@ pub struct Session {
     junk: u32,
     stats: [(u32, u32); 14],
     scratch: Vec<u8>,
+    last_cmd: String,
+    error_limit_hit: bool,
 }
 
 fn r(code: u16, dsn: &str, text: &str) -> Reply {
@@ -211,6 +257,8 @@ impl Session {
             junk: 0,
             stats: [(0, 0); 14],
             scratch: Vec::new(),
+            last_cmd: "CONNECT".into(),
+            error_limit_hit: false,
         }
     }
 
@@ -239,6 +287,18 @@ impl Session {
             _ if self.mail.is_some() => Some("MAIL"),
             _ => None,
         }
+    }
+
+    /// The last command the client sent (`CONNECT` before the first), for `timeout after`
+    /// and `lost connection after` log lines.
+    pub fn last_command(&self) -> &str {
+        &self.last_cmd
+    }
+
+    /// After `smtpd_hard_error_limit` ended the session: the last command, for Postfix's
+    /// `too many errors after CMD from ...` log line.
+    pub fn error_limit_reached(&self) -> Option<&str> {
+        self.error_limit_hit.then_some(self.last_cmd.as_str())
     }
 
     /// Whether the session is reading message content (the driver applies the minimum
@@ -337,9 +397,12 @@ impl Session {
                             b.note("bare <LF> received", "");
                             b.reset();
                             self.clear_transaction();
-                            let h = self.s.hostname.clone();
-                            r(521, "5.5.2", &format!("{h} Error: bare <LF> received"))
-                                .write_to(out);
+                            r(
+                                self.s.bare_lf_reject_code,
+                                "5.5.2",
+                                "Error: bare <LF> received",
+                            )
+                            .write_to(out);
                             self.phase = Phase::Closed;
                             break Status::Close;
                         }
@@ -406,8 +469,12 @@ impl Session {
                     let pending = used < input.len();
                     if !crlf && self.s.bare_lf == BareLf::Reject {
                         b.note("bare <LF> received", "");
-                        let h = self.s.hostname.clone();
-                        r(521, "5.5.2", &format!("{h} Error: bare <LF> received")).write_to(out);
+                        r(
+                            self.s.bare_lf_reject_code,
+                            "5.5.2",
+                            "Error: bare <LF> received",
+                        )
+                        .write_to(out);
                         self.phase = Phase::Closed;
                         break Status::Close;
                     }
@@ -415,12 +482,23 @@ impl Session {
                         self.error(out, r(500, "5.5.2", "Error: line too long"))
                     } else {
                         let next = next_line(&input[used..]);
-                        let st = self.command(&line, pending, &next, out, b);
-                        if st == Status::Ready && self.errors >= self.s.hard_error_limit {
+                        let mut st = self.command(&line, pending, &next, out, b);
+                        // As Postfix: once a client has made smtpd_soft_error_limit errors,
+                        // every reply is slowed down, not only error replies.
+                        if st == Status::Ready
+                            && self.errors >= self.s.soft_error_limit
+                            && !self.s.error_sleep.is_zero()
+                        {
+                            st = Status::Sleep(self.s.error_sleep);
+                        }
+                        if matches!(st, Status::Ready | Status::Sleep(_))
+                            && self.errors >= self.s.hard_error_limit
+                        {
                             let h = self.s.hostname.clone();
                             Reply::new(421, "4.7.0", format!("{h} Error: too many errors"))
                                 .write_to(out);
                             self.phase = Phase::Closed;
+                            self.error_limit_hit = true;
                             Status::Close
                         } else {
                             st
@@ -527,6 +605,7 @@ impl Session {
             let h = self.s.hostname.clone();
             Reply::new(421, "4.7.0", format!("{h} Error: too many errors")).write_to(out);
             self.phase = Phase::Closed;
+            self.error_limit_hit = true;
             return Status::Close;
         }
         if sleep && !self.s.error_sleep.is_zero() {
@@ -559,6 +638,30 @@ impl Session {
         out: &mut Vec<u8>,
         b: &mut dyn Backend,
     ) -> Status {
+        let verb = line
+            .split(|&c| c == b' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        self.last_cmd = if matches!(
+            verb.as_slice(),
+            b"HELO"
+                | b"EHLO"
+                | b"MAIL"
+                | b"RCPT"
+                | b"DATA"
+                | b"BDAT"
+                | b"RSET"
+                | b"NOOP"
+                | b"QUIT"
+                | b"VRFY"
+                | b"HELP"
+                | b"STARTTLS"
+        ) {
+            String::from_utf8_lossy(&verb).into_owned()
+        } else {
+            "UNKNOWN".into()
+        };
         if line.contains(&0) {
             self.count("unknown", false);
             return self.error(out, r(500, "5.5.2", "Error: command contains a NUL byte"));
@@ -810,10 +913,7 @@ impl Session {
             return Err(r(503, "5.5.1", "Error: need RCPT command"));
         }
         if self.rcpts == 0 {
-            if self.rcpt_attempts > 0 {
-                return Err(r(554, "5.5.1", "Error: no valid recipients"));
-            }
-            return Err(r(503, "5.5.1", "Error: need RCPT command"));
+            return Err(r(554, "5.5.1", "Error: no valid recipients"));
         }
         Ok(())
     }

@@ -22,6 +22,18 @@ const OUTPUT_CAP: usize = 256 * 1024;
 /// Content waiting for cleanup at most, before smtpd stops reading the client.
 const BACKLOG_CAP: usize = 512 * 1024;
 
+/// The deadlines a client must meet.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// `smtpd_timeout`.
+    pub timeout: Duration,
+    /// `smtpd_min_data_rate` (bytes/s during content; 0: none).
+    pub min_rate: u64,
+    /// `smtpd_per_record_deadline`: the timeout covers a whole command line, so a client
+    /// dripping bytes cannot hold the connection (otherwise each read restarts it).
+    pub per_record: bool,
+}
+
 /// Where the connection is.
 #[derive(Debug)]
 pub enum Phase {
@@ -75,8 +87,7 @@ pub struct Conn {
     pub client_ip: Option<IpAddr>,
     /// Set when the limit counters include this connection.
     pub counted: bool,
-    timeout: Duration,
-    min_rate: u64,
+    timing: Timing,
     /// `myhostname`, for the 421 replies.
     pub hostname: Rc<str>,
 }
@@ -87,8 +98,7 @@ impl Conn {
         sock: TcpStream,
         peer: SocketAddr,
         phase: Phase,
-        timeout: Duration,
-        min_rate: u64,
+        timing: Timing,
         hostname: Rc<str>,
     ) -> Conn {
         Conn {
@@ -102,15 +112,14 @@ impl Conn {
             session: None,
             backend: None,
             phase,
-            deadline: Instant::now() + timeout,
+            deadline: Instant::now() + timing.timeout,
             sleep_until: None,
             closing: false,
             pending: false,
             eof: false,
             client_ip: None,
             counted: false,
-            timeout,
-            min_rate,
+            timing,
             hostname,
         }
     }
@@ -124,7 +133,7 @@ impl Conn {
         self.session = Some(session);
         self.backend = Some(backend);
         self.phase = Phase::Smtp;
-        self.deadline = Instant::now() + self.timeout;
+        self.deadline = Instant::now() + self.timing.timeout;
     }
 
     /// Queues the greeting.
@@ -292,7 +301,7 @@ impl Conn {
             let before_in = self.input.len();
             let n = self.read_some()?;
             if n > 0 {
-                self.note_progress(n, now);
+                self.note_progress(n, now, false);
             }
             if self.tls.is_some() && !handshaking && !self.tls_logged {
                 self.tls_logged = true;
@@ -316,6 +325,9 @@ impl Conn {
                 }
             }
             let processed = self.input.len() != before_in + n || !out.is_empty();
+            if processed {
+                self.note_progress(0, now, true);
+            }
             if !out.is_empty() {
                 self.send(&out);
             }
@@ -343,14 +355,17 @@ impl Conn {
         }
     }
 
-    /// Input arrived: move the deadline (during content, by the minimum data rate).
-    fn note_progress(&mut self, n: usize, now: Instant) {
+    /// Input arrived (`n` bytes) or a command was completed: move the deadline. During
+    /// content each byte earns time by the minimum data rate; with per-record deadlines
+    /// only completed commands count.
+    fn note_progress(&mut self, n: usize, now: Instant, command_done: bool) {
+        let t = self.timing;
         let content = self.session.as_ref().is_some_and(Session::in_content);
-        if content && self.min_rate > 0 {
-            let credit = Duration::from_secs_f64(n as f64 / self.min_rate as f64);
-            self.deadline = (self.deadline + credit).min(now + self.timeout);
-        } else {
-            self.deadline = now + self.timeout;
+        if content && t.min_rate > 0 {
+            let credit = Duration::from_secs_f64(n as f64 / t.min_rate as f64);
+            self.deadline = (self.deadline + credit).min(now + t.timeout);
+        } else if command_done || !t.per_record {
+            self.deadline = now + t.timeout;
         }
     }
 
@@ -384,7 +399,7 @@ impl Conn {
             Status::Sleep(d) => self.sleep_until = Some(Instant::now() + d),
             _ => {}
         }
-        self.deadline = Instant::now() + self.timeout;
+        self.deadline = Instant::now() + self.timing.timeout;
     }
 
     /// The deadline passed: the Postfix reply and log line.
@@ -392,8 +407,7 @@ impl Conn {
         let after = self
             .session
             .as_ref()
-            .and_then(Session::in_transaction)
-            .unwrap_or("CONNECT");
+            .map_or("CONNECT", Session::last_command);
         if let Some(b) = &self.backend {
             log::info!("timeout after {after} from {}", b.label);
         }

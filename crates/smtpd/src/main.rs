@@ -108,6 +108,7 @@ struct Config2 {
     bare_lf: BareLf,
     timeout: Duration,
     min_rate: u64,
+    per_record: bool,
     greet_wait: Duration,
     proxy: bool,
     proxy_timeout: Duration,
@@ -121,13 +122,8 @@ struct Config2 {
 
 fn settings(c: &Config) -> Config2 {
     let int = |n: &str| u32::try_from(c.get_int(n).max(0)).unwrap_or(u32::MAX);
-    let bare_lf = BareLf::parse(&c.get("smtpd_forbid_bare_newline")).unwrap_or_else(|| {
-        log::warn!(
-            "smtpd_forbid_bare_newline: bad value {:?}; using normalize",
-            c.get("smtpd_forbid_bare_newline")
-        );
-        BareLf::Normalize
-    });
+    let proto = Settings::from_config(c);
+    let bare_lf = proto.bare_lf;
     let level = c
         .get("smtpd_tls_security_level")
         .parse::<Level>()
@@ -146,32 +142,13 @@ fn settings(c: &Config) -> Config2 {
     };
     Config2 {
         proto: Settings {
-            hostname: c.get("myhostname"),
-            banner: c.get("smtpd_banner"),
-            size_limit: c.get_size("message_size_limit"),
-            recipient_limit: usize::try_from(c.get_int("smtpd_recipient_limit").max(1))
-                .unwrap_or(1000),
-            disable_vrfy: c.get_bool("disable_vrfy_command"),
-            helo_required: c.get_bool("smtpd_helo_required"),
-            smtputf8: c.get_bool("smtputf8_enable"),
-            forbid_unauth_pipelining: c.get_bool("smtpd_forbid_unauth_pipelining"),
-            bare_lf,
-            soft_error_limit: int("smtpd_soft_error_limit"),
-            hard_error_limit: int("smtpd_hard_error_limit").max(1),
-            error_sleep: c.get_duration("smtpd_error_sleep_time"),
-            junk_limit: int("smtpd_junk_command_limit"),
-            discard_ehlo: c
-                .get_list("smtpd_discard_ehlo_keywords")
-                .into_iter()
-                .map(|k| k.to_ascii_lowercase())
-                .collect(),
-            starttls: false,
             tls_required: level == Level::Encrypt,
-            line_limit: usize::try_from(c.get_int("line_length_limit").max(512)).unwrap_or(2048),
+            ..proto
         },
         bare_lf,
         timeout: c.get_duration("smtpd_timeout").max(Duration::from_secs(1)),
         min_rate: u64::try_from(c.get_int("smtpd_min_data_rate").max(0)).unwrap_or(0),
+        per_record: c.get_bool("smtpd_per_record_deadline"),
         greet_wait: c.get_duration("smtpd_greet_wait"),
         proxy,
         proxy_timeout: c
@@ -385,8 +362,11 @@ impl Server {
             sock,
             peer,
             phase,
-            timeout,
-            self.cfg.min_rate,
+            conn::Timing {
+                timeout,
+                min_rate: self.cfg.min_rate,
+                per_record: self.cfg.per_record,
+            },
             self.hostname.clone(),
         );
         if let Err(e) = self.poll.registry().register(
@@ -647,13 +627,18 @@ impl Server {
         self.free.push_back(idx);
         let _ = self.poll.registry().deregister(&mut c.sock);
         if let Some(b) = c.backend.as_mut() {
-            if let (End::Lost | End::Error(_), Some(s)) = (&end, &c.session)
-                && let Some(after) = s.in_transaction()
-            {
-                log::info!("lost connection after {after} from {}", b.label);
+            if let (End::Lost | End::Error(_), Some(s)) = (&end, &c.session) {
+                log::info!(
+                    "lost connection after {} from {}",
+                    s.last_command(),
+                    b.label
+                );
             }
             if let End::Error(e) = &end {
                 log::info!("{e} from {}", b.label);
+            }
+            if let Some(after) = c.session.as_ref().and_then(|s| s.error_limit_reached()) {
+                log::info!("too many errors after {after} from {}", b.label);
             }
             use posthorn_smtp_proto::server::Backend;
             if b.stream.is_some() {

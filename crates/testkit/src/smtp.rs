@@ -171,7 +171,7 @@ impl Client {
     /// Whether the server closed the connection (reads until EOF, up to the timeout).
     pub fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_))
+        self.reader.read_to_end(&mut rest).is_ok()
     }
 }
 
