@@ -55,3 +55,42 @@ fn a_message_over_smtp_is_queued_and_delivered() {
     c.expect("QUIT", 221);
     inst.wait_for_text(&mbox, "body 2");
 }
+
+#[test]
+fn no_250_without_a_durable_queue_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut inst = Instance::new("");
+    inst.start();
+    let me = format!("{}@mail.example.test", inst.user());
+    // cleanup cannot create the queue file: the client gets a 4xx at the end of data.
+    let incoming = inst.queue.join("incoming");
+    let mode = std::fs::metadata(&incoming).unwrap().permissions().mode();
+    std::fs::set_permissions(&incoming, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut c = Client::connect(inst.smtp_port);
+    c.expect("EHLO client.test", 250);
+    c.expect("MAIL FROM:<sender@example.org>", 250);
+    c.expect(&format!("RCPT TO:<{me}>"), 250);
+    let r = c.data("Subject: not on disk\r\n\r\nlost?\r\n");
+    std::fs::set_permissions(&incoming, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert_eq!(r.code, 451, "{}", r.wire());
+    assert!(r.text().starts_with("4.3.0 "), "{}", r.wire());
+    assert_eq!(inst.queue_count("incoming"), 0);
+    // The session goes on, and the next message is queued.
+    c.expect("MAIL FROM:<sender@example.org>", 250);
+    c.expect(&format!("RCPT TO:<{me}>"), 250);
+    let r = c.data("Subject: on disk\r\n\r\nsafe\r\n");
+    assert_eq!(r.code, 250, "{}", r.wire());
+    c.expect("QUIT", 221);
+    inst.wait_for_text(&inst.mail.join(inst.user()), "safe");
+}
+
+#[test]
+fn mail_is_refused_when_the_queue_file_system_is_short_of_space() {
+    let mut inst = Instance::new("queue_minfree = 1000000g\n");
+    inst.start();
+    let mut c = Client::connect(inst.smtp_port);
+    c.expect("EHLO client.test", 250);
+    let r = c.expect("MAIL FROM:<sender@example.org>", 452);
+    assert_eq!(r.text(), "4.3.1 Insufficient system storage");
+    c.expect("QUIT", 221);
+}

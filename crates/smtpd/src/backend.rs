@@ -36,6 +36,9 @@ pub struct Ctx {
     pub message_rate_limit: u32,
     /// master.cf service name, for the limit warnings.
     pub service: String,
+    /// Free space the queue file system must keep to take a message: the larger of
+    /// `queue_minfree` and 1.5 × `message_size_limit` (Postfix's rule).
+    pub space_needed: u64,
     /// The poller's registry (streams leave it before they go back to the pool).
     pub registry: mio::Registry,
 }
@@ -362,6 +365,19 @@ impl Backend for SmtpBackend {
                     "4.7.1",
                     format!("Error: too much mail from {}", self.client.addr),
                 ));
+            }
+        }
+        if self.ctx.space_needed > 0 {
+            match posthorn_sys::free_space(self.ctx.layout.root()) {
+                Ok(free) if free < self.ctx.space_needed => {
+                    log::warn!(
+                        "not enough free space in the queue file system: {free} bytes, need {}",
+                        self.ctx.space_needed
+                    );
+                    return Err(Reply::new(452, "4.3.1", "Insufficient system storage"));
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("queue file system: {e}"),
             }
         }
         self.sender = Some(mail.clone());

@@ -181,6 +181,15 @@ struct Server {
 fn main() {
     let mut daemon = posthorn_server::start("smtpd");
     let cfg = settings(&daemon.config);
+    // One descriptor per client and one per message in flight to cleanup.
+    match posthorn_sys::raise_nofile_limit() {
+        Ok(n) if n < 2 * cfg.process_limit as u64 + 64 => log::warn!(
+            "open file limit {n} is low for smtpd_process_connection_limit = {}",
+            cfg.process_limit
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("{e}"),
+    }
     let poll = Poll::new().unwrap_or_else(|e| posthorn_log::fatal(format!("poll: {e}")));
     let mut listeners = Vec::new();
     for (i, fd) in daemon.take_listeners().into_iter().enumerate() {
@@ -242,6 +251,13 @@ fn main() {
         )
         .unwrap_or(0),
         service: daemon.args.service.clone(),
+        space_needed: daemon.config.get_size("queue_minfree").max(
+            daemon
+                .config
+                .get_size("message_size_limit")
+                .saturating_mul(3)
+                / 2,
+        ),
         registry,
     });
     let mut server = Server {

@@ -290,6 +290,23 @@ pub fn exit_with_parent() -> Result<(), SysError> {
         .map_err(errno("prctl PR_SET_PDEATHSIG"))
 }
 
+/// Bytes available to unprivileged users on the file system that holds `path`.
+pub fn free_space(path: &Path) -> Result<u64, SysError> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(errno("statvfs"))?;
+    Ok(s.blocks_available().saturating_mul(s.fragment_size()))
+}
+
+/// Raises this process's open-file limit to the hard limit (a server holding many
+/// connections needs one descriptor each); returns the new soft limit.
+pub fn raise_nofile_limit() -> Result<u64, SysError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(errno("getrlimit"))?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(errno("setrlimit"))?;
+    }
+    Ok(hard.max(soft))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,7 +262,7 @@ fn size_limit_during_data_and_bdat() {
 fn errors_are_limited() {
     let mut s = Session::new(Settings {
         hard_error_limit: 3,
-        soft_error_limit: 1,
+        soft_error_limit: 2,
         error_sleep: Duration::from_millis(5),
         ..settings()
     });
