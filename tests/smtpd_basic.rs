@@ -94,3 +94,29 @@ fn mail_is_refused_when_the_queue_file_system_is_short_of_space() {
     assert_eq!(r.text(), "4.3.1 Insufficient system storage");
     c.expect("QUIT", 221);
 }
+
+#[test]
+fn reload_keeps_open_sessions_and_serves_new_ones() {
+    let mut inst = Instance::new("");
+    inst.start();
+    let me = format!("{}@mail.example.test", inst.user());
+    let mut old = Client::connect(inst.smtp_port);
+    old.expect("EHLO old.test", 250);
+    old.expect("MAIL FROM:<old@example.org>", 250);
+    let out = inst.posthorn(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    inst.expect_log("reload", T);
+    // A new client is served (by a new smtpd) while the old session is still open.
+    let mut new = Client::connect(inst.smtp_port);
+    new.expect("EHLO new.test", 250);
+    new.send_mail("new@example.org", &[&me], "Subject: after reload\r\n\r\nnew one\r\n");
+    new.expect("QUIT", 221);
+    // The old session finishes its message on the old process.
+    old.expect(&format!("RCPT TO:<{me}>"), 250);
+    let r = old.data("Subject: across reload\r\n\r\nold one\r\n");
+    assert_eq!(r.code, 250, "{}", r.wire());
+    old.expect("QUIT", 221);
+    let mbox = inst.mail.join(inst.user());
+    inst.wait_for_text(&mbox, "new one");
+    inst.wait_for_text(&mbox, "old one");
+}
