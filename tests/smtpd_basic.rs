@@ -109,7 +109,11 @@ fn reload_keeps_open_sessions_and_serves_new_ones() {
     // A new client is served (by a new smtpd) while the old session is still open.
     let mut new = Client::connect(inst.smtp_port);
     new.expect("EHLO new.test", 250);
-    new.send_mail("new@example.org", &[&me], "Subject: after reload\r\n\r\nnew one\r\n");
+    new.send_mail(
+        "new@example.org",
+        &[&me],
+        "Subject: after reload\r\n\r\nnew one\r\n",
+    );
     new.expect("QUIT", 221);
     // The old session finishes its message on the old process.
     old.expect(&format!("RCPT TO:<{me}>"), 250);

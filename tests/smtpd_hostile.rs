@@ -9,40 +9,16 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use posthorn_testkit::Instance;
-use posthorn_testkit::smtp::{Client, Reply, queue_id};
+use posthorn_testkit::smtp::{Client, Reply, ehlo_session, local_user, mbox, queue_id, started};
 
 const T: Duration = Duration::from_secs(20);
 
 /// 127.0.0.1 outside mynetworks: no exemption from smtpd_forbid_bare_newline.
 const UNTRUSTED: &str = "mynetworks = 192.0.2.0/24\n";
-
-/// The instance user's local address.
-fn me(inst: &Instance) -> String {
-    format!("{}@mail.example.test", inst.user())
-}
-
-/// The instance user's mbox.
-fn mbox(inst: &Instance) -> PathBuf {
-    inst.mail.join(inst.user())
-}
-
-/// A started instance with `extra` in main.cf.
-fn started(extra: &str) -> Instance {
-    let mut inst = Instance::new(extra);
-    inst.start();
-    inst
-}
-
-/// A connection after the greeting and `EHLO client.example.test`.
-fn ehlo_session(inst: &Instance) -> Client {
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect("EHLO client.example.test", 250);
-    c
-}
 
 /// Writes `bytes` on the client's socket, ignoring errors (the server may already have
 /// closed the connection, which is what some tests expect).
@@ -80,10 +56,61 @@ fn ended_by_close(why: &str) -> bool {
     why.contains("closed") || why.contains("reset") || why.contains("Broken pipe")
 }
 
+/// Asserts that [`drain`] stopped because the server closed the connection.
+#[track_caller]
+fn assert_closed(why: &str) {
+    assert!(ended_by_close(why), "connection not closed: {why}");
+}
+
+/// Postfix's reply to a client that talks out of turn.
+const SYNC_ERROR: &str = "554 5.5.0 Error: SMTP protocol synchronization";
+
+/// Asserts that one of `replies` is [`SYNC_ERROR`].
+#[track_caller]
+fn assert_sync_error(replies: &[Reply], why: &str) {
+    assert!(
+        replies.iter().any(|r| r.wire() == SYNC_ERROR),
+        "{} ({why})",
+        wires(replies)
+    );
+}
+
+/// Waits for Postfix's log line `improper command pipelining after CMD from HOST[ADDR]`.
+fn expect_improper_pipelining(inst: &Instance, after: &str) {
+    inst.expect_log(
+        &format!("improper command pipelining after {after} from localhost[127.0.0.1]"),
+        T,
+    );
+}
+
+/// Sends MAIL FROM:<sender@example.org>, RCPT TO:<rcpt> and DATA (354): the session is
+/// then in the DATA phase.
+fn begin_data(c: &mut Client, rcpt: &str) {
+    c.expect("MAIL FROM:<sender@example.org>", 250);
+    c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
+    c.expect("DATA", 354);
+}
+
+/// Writes `bytes` on the client's socket from a thread, so that the replies can be read
+/// meanwhile and neither side blocks; join it for the result of the write.
+fn write_in_background(c: &Client, bytes: Vec<u8>) -> JoinHandle<std::io::Result<()>> {
+    let mut w = c.stream().try_clone().unwrap();
+    std::thread::spawn(move || w.write_all(&bytes))
+}
+
+/// Asserts (after a second for stragglers) that the queue is empty and nothing reached the
+/// mbox.
+#[track_caller]
+fn assert_nothing_delivered(inst: &Instance) {
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(inst.queue_empty(), "log:\n{}", inst.log_text());
+    assert!(!mbox(inst).exists(), "a message was delivered");
+}
+
 /// A fresh session that sends one message to the local user and gets it delivered:
 /// proof that the server survived whatever came before.
 fn still_serves(inst: &Instance, tag: &str) {
-    let rcpt = me(inst);
+    let rcpt = local_user(inst);
     let mut c = ehlo_session(inst);
     let body = format!("Subject: {tag}\r\n\r\nalive after {tag}\r\n");
     let qid = c.send_mail("sender@example.org", &[&rcpt], &body);
@@ -104,11 +131,9 @@ fn count_log(inst: &Instance, needle: &str) -> usize {
 /// second transaction, then the real end of data; exactly one message may result.
 fn smuggling_attempt(eod_variant: &[u8], name: &str) {
     let inst = started(UNTRUSTED);
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
-    c.expect("MAIL FROM:<sender@example.org>", 250);
-    c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
-    c.expect("DATA", 354);
+    begin_data(&mut c, &rcpt);
     let mut data = format!("Subject: first {name}\r\n\r\nfirst body {name}").into_bytes();
     data.extend_from_slice(eod_variant);
     data.extend_from_slice(
@@ -164,39 +189,33 @@ fn smuggling_attempt(eod_variant: &[u8], name: &str) {
     assert!(first < smuggled, "{text}");
 }
 
-#[test]
-fn smuggling_lf_dot_lf_does_not_end_data() {
-    smuggling_attempt(b"\n.\n", "lf-dot-lf");
+/// One test per end-of-data look-alike: `test: variant, tag;` runs
+/// [`smuggling_attempt`]`(variant, tag)`.
+macro_rules! smuggling_tests {
+    ($($test:ident: $eod:expr, $tag:expr;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                smuggling_attempt($eod, $tag);
+            }
+        )*
+    };
 }
 
-#[test]
-fn smuggling_lf_dot_crlf_does_not_end_data() {
-    smuggling_attempt(b"\n.\r\n", "lf-dot-crlf");
-}
-
-#[test]
-fn smuggling_cr_dot_cr_does_not_end_data() {
-    smuggling_attempt(b"\r.\r", "cr-dot-cr");
-}
-
-#[test]
-fn smuggling_crlf_dot_lf_does_not_end_data() {
-    smuggling_attempt(b"\r\n.\n", "crlf-dot-lf");
-}
-
-#[test]
-fn smuggling_cr_dot_crlf_does_not_end_data() {
-    smuggling_attempt(b"\r.\r\n", "cr-dot-crlf");
+smuggling_tests! {
+    smuggling_lf_dot_lf_does_not_end_data: b"\n.\n", "lf-dot-lf";
+    smuggling_lf_dot_crlf_does_not_end_data: b"\n.\r\n", "lf-dot-crlf";
+    smuggling_cr_dot_cr_does_not_end_data: b"\r.\r", "cr-dot-cr";
+    smuggling_crlf_dot_lf_does_not_end_data: b"\r\n.\n", "crlf-dot-lf";
+    smuggling_cr_dot_crlf_does_not_end_data: b"\r.\r\n", "cr-dot-crlf";
 }
 
 #[test]
 fn bare_lf_in_data_is_rejected_with_forbid_bare_newline_yes() {
     let inst = started(&format!("{UNTRUSTED}smtpd_forbid_bare_newline = yes\n"));
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
-    c.expect("MAIL FROM:<sender@example.org>", 250);
-    c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
-    c.expect("DATA", 354);
+    begin_data(&mut c, &rcpt);
     write_ignoring_errors(
         &c,
         b"Subject: bare\r\n\r\nline one\nline two\r\n.\r\nMAIL FROM:<x@example.org>\r\n",
@@ -215,10 +234,8 @@ fn bare_lf_in_data_is_rejected_with_forbid_bare_newline_yes() {
         wires(&replies)
     );
     assert_eq!(replies.len(), 1, "{}", wires(&replies));
-    assert!(ended_by_close(&why), "connection not closed: {why}");
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(inst.queue_empty(), "log:\n{}", inst.log_text());
-    assert!(!mbox(&inst).exists(), "a message was delivered");
+    assert_closed(&why);
+    assert_nothing_delivered(&inst);
     still_serves(&inst, "bare-lf-data");
 }
 
@@ -235,20 +252,18 @@ fn bare_lf_in_a_command_is_rejected_with_forbid_bare_newline_yes() {
         "{} ({why})",
         wires(&replies)
     );
-    assert!(ended_by_close(&why), "connection not closed: {why}");
+    assert_closed(&why);
 }
 
 #[test]
 fn bare_lf_is_normalized_by_default() {
     let inst = started(UNTRUSTED);
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     // Commands ending in a bare LF are accepted as if they ended in CRLF.
     c.send_raw(b"NOOP\n");
     assert_eq!(c.reply().code, 250);
-    c.expect("MAIL FROM:<sender@example.org>", 250);
-    c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
-    c.expect("DATA", 354);
+    begin_data(&mut c, &rcpt);
     c.send_raw(b"Subject: normalized\r\n\r\nline one\nline two\r\nline three\n\r\n.\r\n");
     let r = c.reply();
     assert!(
@@ -277,30 +292,21 @@ fn unauthorized_pipelining_after_helo_is_refused() {
         b"HELO client.example.test\r\nMAIL FROM:<a@example.org>\r\n",
     );
     let (replies, why) = drain(&mut c, 5, Duration::from_secs(10));
-    assert!(
-        replies
-            .iter()
-            .any(|r| r.wire() == "554 5.5.0 Error: SMTP protocol synchronization"),
-        "{} ({why})",
-        wires(&replies)
-    );
+    assert_sync_error(&replies, &why);
     assert!(
         !replies.iter().any(|r| r.text().starts_with("2.1.0")),
         "MAIL was accepted: {}",
         wires(&replies)
     );
-    assert!(ended_by_close(&why), "connection not closed: {why}");
-    inst.expect_log(
-        "improper command pipelining after HELO from localhost[127.0.0.1]",
-        T,
-    );
+    assert_closed(&why);
+    expect_improper_pipelining(&inst, "HELO");
     still_serves(&inst, "helo-pipelining");
 }
 
 #[test]
 fn pipelining_after_data_before_354_is_refused() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     // DATA must be the last command of a group: the content may not follow before the 354.
     write_ignoring_errors(
@@ -312,13 +318,7 @@ fn pipelining_after_data_before_354_is_refused() {
         .as_bytes(),
     );
     let (replies, why) = drain(&mut c, 10, Duration::from_secs(10));
-    assert!(
-        replies
-            .iter()
-            .any(|r| r.wire() == "554 5.5.0 Error: SMTP protocol synchronization"),
-        "{} ({why})",
-        wires(&replies)
-    );
+    assert_sync_error(&replies, &why);
     assert!(
         !replies
             .iter()
@@ -326,11 +326,8 @@ fn pipelining_after_data_before_354_is_refused() {
         "the content was taken: {}",
         wires(&replies)
     );
-    assert!(ended_by_close(&why), "connection not closed: {why}");
-    inst.expect_log(
-        "improper command pipelining after DATA from localhost[127.0.0.1]",
-        T,
-    );
+    assert_closed(&why);
+    expect_improper_pipelining(&inst, "DATA");
     std::thread::sleep(Duration::from_secs(1));
     assert!(inst.queue_empty(), "log:\n{}", inst.log_text());
     still_serves(&inst, "data-pipelining");
@@ -339,7 +336,7 @@ fn pipelining_after_data_before_354_is_refused() {
 #[test]
 fn pipelining_with_ehlo_is_fine() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     c.send_raw(
         format!(
@@ -364,23 +361,14 @@ fn early_talker_is_refused() {
     let mut c = Client::connect_raw(inst.smtp_port);
     write_ignoring_errors(&c, b"EHLO early.example.test\r\n");
     let (replies, why) = drain(&mut c, 5, Duration::from_secs(15));
-    assert!(
-        replies
-            .iter()
-            .any(|r| r.wire() == "554 5.5.0 Error: SMTP protocol synchronization"),
-        "{} ({why})",
-        wires(&replies)
-    );
+    assert_sync_error(&replies, &why);
     assert!(
         !replies.iter().any(|r| r.code == 250),
         "EHLO was answered: {}",
         wires(&replies)
     );
-    assert!(ended_by_close(&why), "connection not closed: {why}");
-    inst.expect_log(
-        "improper command pipelining after CONNECT from localhost[127.0.0.1]",
-        T,
-    );
+    assert_closed(&why);
+    expect_improper_pipelining(&inst, "CONNECT");
     still_serves(&inst, "early-talker");
 }
 
@@ -438,7 +426,7 @@ fn eight_bit_bytes_in_commands_get_errors_not_crashes() {
 #[test]
 fn header_injection_through_addresses_is_refused() {
     let inst = started("smtpd_error_sleep_time = 0s\n");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     // A CR inside the address, and text after the closing bracket.
     for line in [
@@ -496,15 +484,14 @@ fn header_injection_through_addresses_is_refused() {
 #[test]
 fn five_hundred_recipients_in_one_write() {
     let inst = started("smtpd_recipient_limit = 1000\n");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     let mut batch = String::from("MAIL FROM:<sender@example.org>\r\n");
     for _ in 0..500 {
         batch.push_str(&format!("RCPT TO:<{rcpt}>\r\n"));
     }
     // Written from a thread: the replies are read meanwhile, so neither side can block.
-    let mut w = c.stream().try_clone().unwrap();
-    let writer = std::thread::spawn(move || w.write_all(batch.as_bytes()));
+    let writer = write_in_background(&c, batch.into_bytes());
     let r = c.reply();
     assert_eq!(r.wire(), "250 2.1.0 Ok");
     for i in 0..500 {
@@ -529,10 +516,7 @@ fn thousands_of_pipelined_junk_commands_hit_the_junk_limit() {
     let mut c = ehlo_session(&inst);
     let junk = "RSET\r\n".repeat(5000);
     // The server hangs up part way: write from a thread and ignore the error.
-    let mut w = c.stream().try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = w.write_all(junk.as_bytes());
-    });
+    let writer = write_in_background(&c, junk.into_bytes());
     let start = Instant::now();
     let (replies, why) = drain(&mut c, 6000, Duration::from_secs(60));
     let _ = writer.join();
@@ -543,7 +527,7 @@ fn thousands_of_pipelined_junk_commands_hit_the_junk_limit() {
         wires(&replies[replies.len().saturating_sub(5)..])
     );
     assert!(replies.len() < 5000, "the junk limit never struck");
-    assert!(ended_by_close(&why), "connection not closed: {why}");
+    assert_closed(&why);
     // The 421 is the last reply, unless the reset of the unread input overtook it.
     if let Some(last) = replies.last().filter(|r| r.code != 250) {
         assert_eq!(
@@ -573,31 +557,24 @@ fn pipelined_noops_are_a_synchronization_error() {
     let inst = started("");
     let mut c = ehlo_session(&inst);
     let junk = "NOOP\r\n".repeat(5000);
-    let mut w = c.stream().try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = w.write_all(junk.as_bytes());
-    });
+    let writer = write_in_background(&c, junk.into_bytes());
     let (replies, why) = drain(&mut c, 6000, Duration::from_secs(30));
     let _ = writer.join();
     assert!(replies.len() <= 2, "{}", wires(&replies));
     assert!(
-        replies.is_empty()
-            || replies.last().unwrap().wire() == "554 5.5.0 Error: SMTP protocol synchronization",
+        replies.is_empty() || replies.last().unwrap().wire() == SYNC_ERROR,
         "{} ({why})",
         wires(&replies)
     );
-    assert!(ended_by_close(&why), "connection not closed: {why}");
-    inst.expect_log(
-        "improper command pipelining after NOOP from localhost[127.0.0.1]",
-        T,
-    );
+    assert_closed(&why);
+    expect_improper_pipelining(&inst, "NOOP");
     still_serves(&inst, "noops");
 }
 
 #[test]
 fn slowloris_does_not_stall_others_and_is_timed_out() {
     let inst = started("smtpd_timeout = 3s\nsmtpd_per_record_deadline = yes\n");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut slow = ehlo_session(&inst);
     // One byte of a never-ending command line every 200 ms, for at most 10 s.
     let mut w = slow.stream().try_clone().unwrap();
@@ -636,7 +613,7 @@ fn slowloris_does_not_stall_others_and_is_timed_out() {
         "{} ({why})",
         wires(&replies)
     );
-    assert!(ended_by_close(&why), "connection not closed: {why}");
+    assert_closed(&why);
     inst.wait_for_text(&mbox(&inst), "not stalled");
     inst.expect_log(&format!("{qid}: to=<{rcpt}>"), T);
     // With smtpd_per_record_deadline = yes, smtpd_timeout limits the whole command line,
@@ -655,11 +632,9 @@ fn trickling_data_is_dropped_by_the_minimum_data_rate() {
     // second is far below smtpd_min_data_rate.
     let inst =
         started("smtpd_timeout = 4s\nsmtpd_per_record_deadline = yes\nsmtpd_min_data_rate = 500\n");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
-    c.expect("MAIL FROM:<sender@example.org>", 250);
-    c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
-    c.expect("DATA", 354);
+    begin_data(&mut c, &rcpt);
     let mut w = c.stream().try_clone().unwrap();
     let started_at = Instant::now();
     let dripper = std::thread::spawn(move || {
@@ -679,30 +654,25 @@ fn trickling_data_is_dropped_by_the_minimum_data_rate() {
         "{} ({why})",
         wires(&replies)
     );
-    assert!(ended_by_close(&why), "connection not closed: {why}");
+    assert_closed(&why);
     assert!(
         dropped_after < Duration::from_secs(15),
         "dropped only after {dropped_after:?}"
     );
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(inst.queue_empty(), "log:\n{}", inst.log_text());
-    assert!(!mbox(&inst).exists(), "a message was delivered");
+    assert_nothing_delivered(&inst);
 }
 
 #[test]
 fn a_two_megabyte_line_is_survived() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     // A header line without any newline, 2 MB long.
     let mut c = ehlo_session(&inst);
-    c.expect("MAIL FROM:<sender@example.org>", 250);
-    c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
-    c.expect("DATA", 354);
+    begin_data(&mut c, &rcpt);
     let mut blob = b"Subject: ".to_vec();
     blob.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
     blob.extend_from_slice(b"\r\n\r\nafter the long line\r\n.\r\n");
-    let mut w = c.stream().try_clone().unwrap();
-    let writer = std::thread::spawn(move || w.write_all(&blob));
+    let writer = write_in_background(&c, blob);
     let r = c.reply();
     writer.join().unwrap().expect("write the blob");
     assert!(
@@ -720,10 +690,7 @@ fn a_two_megabyte_line_is_survived() {
     let mut line = b"MAIL FROM:<".to_vec();
     line.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
     line.extend_from_slice(b"@example.org>\r\nNOOP\r\n");
-    let mut w = c.stream().try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = w.write_all(&line);
-    });
+    let writer = write_in_background(&c, line);
     let (replies, why) = drain(&mut c, 2, Duration::from_secs(20));
     let _ = writer.join();
     assert!(
@@ -739,7 +706,7 @@ fn message_over_the_size_limit_is_not_queued() {
     // The stand-in for a cleanup failure: the message is refused at end of data, with no
     // 250 and no queue file left behind.
     let inst = started("message_size_limit = 1000\n");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     c.expect("MAIL FROM:<sender@example.org>", 250);
     c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
@@ -768,7 +735,7 @@ fn message_over_the_size_limit_is_not_queued() {
 #[test]
 fn many_idle_connections_do_not_block_a_new_one() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut idle = Vec::new();
     for _ in 0..40 {
         idle.push(Client::connect(inst.smtp_port));

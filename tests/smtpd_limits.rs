@@ -7,12 +7,14 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use posthorn_testkit::smtp::{Client, Reply};
+use posthorn_testkit::smtp::{
+    Client, Reply, add_service, assert_reply, ehlo_session, local_user, mbox, started,
+    wait_listening,
+};
 use posthorn_testkit::{Instance, free_port};
 
 const T: Duration = Duration::from_secs(20);
@@ -21,80 +23,18 @@ const T: Duration = Duration::from_secs(20);
 /// `$mynetworks` is exempt).
 const NO_EXCEPTIONS: &str = "smtpd_client_event_limit_exceptions =\n";
 
-fn started(extra: &str) -> Instance {
-    let mut inst = Instance::new(extra);
-    inst.start();
-    inst
-}
-
-fn local_user(inst: &Instance) -> String {
-    format!("{}@mail.example.test", inst.user())
-}
-
-fn mbox(inst: &Instance) -> PathBuf {
-    inst.mail.join(inst.user())
-}
-
-/// Waits (10 s) until something listens on 127.0.0.1:`port`, without connecting (a probe
-/// connection would count against the very limits under test). Reads /proc/net/tcp.
-fn wait_listening(port: u16) {
-    let want = [
-        format!("0100007F:{port:04X}"),
-        format!("00000000:{port:04X}"),
-    ];
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        let listening = table.lines().any(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.len() > 3 && want.iter().any(|w| w == cols[1]) && cols[3] == "0A"
-        });
-        if listening {
-            return;
-        }
-        assert!(Instant::now() < end, "nothing listens on 127.0.0.1:{port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One connection (no probe before it) that must be greeted with 220.
 fn greeted(port: u16) -> Client {
-    let (c, r) = connect_reply(port);
+    let (c, r) = Client::connect_reply(port);
     assert_eq!(r.code, 220, "greeting: {}", r.wire());
     c
-}
-
-/// Connects (the listener must be up) and returns the client with its first reply.
-fn connect_reply(port: u16) -> (Client, Reply) {
-    let mut c = Client::connect_raw(port);
-    let r = c.reply();
-    (c, r)
-}
-
-/// Asserts a one-line reply `code text`.
-fn assert_reply(r: &Reply, code: u16, text: &str, what: &str) {
-    assert_eq!(
-        (r.code, r.text().as_str()),
-        (code, text),
-        "{what}: got {}",
-        r.wire()
-    );
-}
-
-/// Appends a master.cf service line (before the instance starts).
-fn add_service(inst: &Instance, line: &str) {
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(inst.etc.join("master.cf"))
-        .expect("open master.cf");
-    writeln!(f, "{line}").expect("append to master.cf");
 }
 
 /// Waits until a new connection gets 220 again (limits are released asynchronously).
 fn wait_for_220(port: u16) -> Client {
     let end = Instant::now() + T;
     loop {
-        let (c, r) = connect_reply(port);
+        let (c, r) = Client::connect_reply(port);
         if r.code == 220 {
             return c;
         }
@@ -118,7 +58,7 @@ fn connection_count_limit_refuses_the_third_concurrent_connection() {
     wait_listening(inst.smtp_port);
     let mut c1 = greeted(inst.smtp_port);
     let mut c2 = greeted(inst.smtp_port);
-    let (mut c3, r) = connect_reply(inst.smtp_port);
+    let (mut c3, r) = Client::connect_reply(inst.smtp_port);
     assert_reply(
         &r,
         421,
@@ -150,7 +90,7 @@ fn connection_rate_limit_refuses_the_fourth_connection_in_a_minute() {
         c.expect("QUIT", 221);
         assert!(c.closed());
     }
-    let (mut c, r) = connect_reply(inst.smtp_port);
+    let (mut c, r) = Client::connect_reply(inst.smtp_port);
     assert_reply(
         &r,
         421,
@@ -166,8 +106,7 @@ fn message_rate_limit_refuses_the_third_mail_in_a_minute() {
         "{NO_EXCEPTIONS}smtpd_client_message_rate_limit = 2\n"
     ));
     let me = local_user(&inst);
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect("EHLO client.example.test", 250);
+    let mut c = ehlo_session(&inst);
     for i in 0..2 {
         c.send_mail(
             "a@b.test",
@@ -191,8 +130,7 @@ fn message_rate_limit_refuses_the_third_mail_in_a_minute() {
 fn recipient_limit_refuses_extra_recipients() {
     let inst = started("smtpd_recipient_limit = 2\n");
     let me = local_user(&inst);
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect("EHLO client.example.test", 250);
+    let mut c = ehlo_session(&inst);
     c.expect("MAIL FROM:<a@b.test>", 250);
     c.expect(&format!("RCPT TO:<{me}>"), 250);
     c.expect(&format!("RCPT TO:<{}@localhost>", inst.user()), 250);
@@ -238,7 +176,7 @@ fn process_connection_limit_answers_421_and_keeps_the_others() {
 
     wait_listening(inst.smtp_port);
     let mut clients: Vec<Client> = (0..5).map(|_| greeted(inst.smtp_port)).collect();
-    let (mut sixth, r) = connect_reply(inst.smtp_port);
+    let (mut sixth, r) = Client::connect_reply(inst.smtp_port);
     assert!(
         r.code == 421 && r.text().starts_with("4.3.2 "),
         "sixth connection to a full process: {}",
@@ -267,8 +205,7 @@ fn process_connection_limit_answers_421_and_keeps_the_others() {
 #[test]
 fn hard_error_limit_disconnects_the_client() {
     let inst = started("smtpd_hard_error_limit = 3\nsmtpd_soft_error_limit = 100\n");
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect("EHLO client.example.test", 250);
+    let mut c = ehlo_session(&inst);
     for i in 1..=2 {
         let r = c.cmd(&format!("BOGUS{i}"));
         assert!(r.code >= 500, "BOGUS{i}: {}", r.wire());
@@ -301,8 +238,7 @@ fn soft_error_limit_slows_down_replies() {
          smtpd_error_sleep_time = 1s\n\
          smtpd_hard_error_limit = 100\n",
     );
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect("EHLO client.example.test", 250);
+    let mut c = ehlo_session(&inst);
     let _ = c.cmd("BOGUS1");
     let _ = c.cmd("BOGUS2");
     let t0 = Instant::now();
@@ -595,8 +531,7 @@ fn five_hundred_idle_connections_are_cheap() {
     }
     drop(conns);
     // A new session works as before.
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect("EHLO client.example.test", 250);
+    let mut c = ehlo_session(&inst);
     c.send_mail(
         "a@b.test",
         &[&local_user(&inst)],

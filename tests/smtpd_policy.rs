@@ -5,59 +5,35 @@
 //! smtpd_helo_required, reject_unauth_pipelining, and a broken restriction list that must
 //! fail safe (451 4.3.5, never an open relay). Replies and log lines are Postfix's.
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use posthorn_testkit::Instance;
-use posthorn_testkit::smtp::{Client, Reply};
+use posthorn_testkit::smtp::{Client, assert_reply, local_user, mbox, session, started};
 
 const T: Duration = Duration::from_secs(20);
-
-/// A started instance whose main.cf has `extra`.
-fn started(extra: &str) -> Instance {
-    let mut inst = Instance::new(extra);
-    inst.start();
-    inst
-}
-
-/// A session that has sent `EHLO helo`.
-fn session(inst: &Instance, helo: &str) -> Client {
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect(&format!("EHLO {helo}"), 250);
-    c
-}
-
-/// Connects once the listener is up and returns the client and its greeting, whatever
-/// its code (a client rejected at connect time gets no 220).
-fn connect_any(port: u16) -> (Client, Reply) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(_) => break,
-            Err(e) if Instant::now() > deadline => panic!("connect 127.0.0.1:{port}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    let mut c = Client::connect_raw(port);
-    let g = c.reply();
-    (c, g)
-}
-
-/// Asserts a one-line reply: `code text` exactly.
-fn assert_reply(r: &Reply, code: u16, text: &str, what: &str) {
-    assert_eq!(
-        (r.code, r.text().as_str()),
-        (code, text),
-        "{what}: got {}",
-        r.wire()
-    );
-}
 
 /// Sends `line` and asserts the one-line reply `code text`.
 fn expect_exact(c: &mut Client, line: &str, code: u16, text: &str) {
     let r = c.cmd(line);
     assert_reply(&r, code, text, line);
+}
+
+/// A new session (`EHLO helo`, MAIL FROM:<a@b.test>) in which `RCPT TO:<rcpt>` gets the
+/// one-line reply `code text` exactly; then QUIT.
+fn rcpt_gets(inst: &Instance, helo: &str, rcpt: &str, code: u16, text: &str) {
+    let mut c = session(inst, helo);
+    c.expect("MAIL FROM:<a@b.test>", 250);
+    expect_exact(&mut c, &format!("RCPT TO:<{rcpt}>"), code, text);
+    c.expect("QUIT", 221);
+}
+
+/// A new session (`EHLO helo`, MAIL FROM:<a@b.test>) in which `RCPT TO:<rcpt>` is
+/// accepted; then QUIT.
+fn rcpt_accepted(inst: &Instance, helo: &str, rcpt: &str) {
+    let mut c = session(inst, helo);
+    c.expect("MAIL FROM:<a@b.test>", 250);
+    c.expect(&format!("RCPT TO:<{rcpt}>"), 250);
+    c.expect("QUIT", 221);
 }
 
 /// Writes ROOT/tables/NAME and builds it with postmap; returns `hash:PATH`.
@@ -78,13 +54,16 @@ fn access_table(inst: &Instance, name: &str, text: &str) -> String {
     table
 }
 
-/// The run-as user's address in `$mydestination`.
-fn local_user(inst: &Instance) -> String {
-    format!("{}@mail.example.test", inst.user())
-}
-
-fn mbox(inst: &Instance) -> PathBuf {
-    inst.mail.join(inst.user())
+/// A started instance (main.cf `extra`) whose `smtpd_KIND_restrictions` is
+/// `check_KIND_access` with the table ROOT/tables/NAME built from `text`.
+fn with_access_check(extra: &str, kind: &str, name: &str, text: &str) -> Instance {
+    let mut inst = Instance::new(extra);
+    let table = access_table(&inst, name, text);
+    inst.add_main_cf(&format!(
+        "smtpd_{kind}_restrictions = check_{kind}_access {table}\n"
+    ));
+    inst.start();
+    inst
 }
 
 /// The log line for `needle`, which must be written by smtpd and end with `tail`.
@@ -147,15 +126,13 @@ fn reject_unauth_destination_refuses_relay_with_554_and_logs_it() {
         "mynetworks = 192.0.2.0/24\n\
          smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
     );
-    let mut c = session(&inst, "h");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    expect_exact(
-        &mut c,
-        "RCPT TO:<x@elsewhere.test>",
+    rcpt_gets(
+        &inst,
+        "h",
+        "x@elsewhere.test",
         554,
         "5.7.1 <x@elsewhere.test>: Relay access denied",
     );
-    c.expect("QUIT", 221);
     assert_smtpd_log(
         &inst,
         "NOQUEUE: reject: RCPT from",
@@ -256,9 +233,9 @@ fn unknown_virtual_mailbox_user_is_rejected_at_rcpt() {
 
 #[test]
 fn check_sender_access_results() {
-    let mut inst = Instance::new("");
-    let table = access_table(
-        &inst,
+    let inst = with_access_check(
+        "",
+        "sender",
         "sender_access",
         "reject@s.test    REJECT\n\
          custom@s.test    REJECT custom text\n\
@@ -268,10 +245,6 @@ fn check_sender_access_results() {
          goaway@s.test    550 5.7.0 go away\n\
          later@s.test     450 try later\n",
     );
-    inst.add_main_cf(&format!(
-        "smtpd_sender_restrictions = check_sender_access {table}\n"
-    ));
-    inst.start();
     let me = local_user(&inst);
     let mut c = session(&inst, "client.example.test");
     let cases: [(&str, u16, &str); 5] = [
@@ -333,21 +306,14 @@ fn check_sender_access_results() {
 
 #[test]
 fn check_client_access_rejects_at_rcpt_with_delay_reject() {
-    let mut inst = Instance::new("");
-    let table = access_table(&inst, "client_access", "127.0.0.1 REJECT\n");
-    inst.add_main_cf(&format!(
-        "smtpd_client_restrictions = check_client_access {table}\n"
-    ));
-    inst.start();
-    let mut c = session(&inst, "client.example.test");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    expect_exact(
-        &mut c,
-        &format!("RCPT TO:<{}>", local_user(&inst)),
+    let inst = with_access_check("", "client", "client_access", "127.0.0.1 REJECT\n");
+    rcpt_gets(
+        &inst,
+        "client.example.test",
+        &local_user(&inst),
         554,
         "5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied",
     );
-    c.expect("QUIT", 221);
     inst.expect_log("Client host rejected: Access denied", T);
 }
 
@@ -356,13 +322,13 @@ fn check_client_access_rejects_at_connect_without_delay_reject() {
     // smtpd_delay_reject = no: the client restrictions run when the client connects.
     // Postfix answers the connection with the rejection instead of 220 and every command
     // but QUIT with 503 5.7.0; either way no command may succeed.
-    let mut inst = Instance::new("smtpd_delay_reject = no\n");
-    let table = access_table(&inst, "client_access", "127.0.0.1 REJECT\n");
-    inst.add_main_cf(&format!(
-        "smtpd_client_restrictions = check_client_access {table}\n"
-    ));
-    inst.start();
-    let (mut c, greeting) = connect_any(inst.smtp_port);
+    let inst = with_access_check(
+        "smtpd_delay_reject = no\n",
+        "client",
+        "client_access",
+        "127.0.0.1 REJECT\n",
+    );
+    let (mut c, greeting) = Client::connect_any(inst.smtp_port);
     let want = "5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied";
     if greeting.code == 220 {
         // The rejection then comes at the first command.
@@ -383,42 +349,28 @@ fn check_client_access_rejects_at_connect_without_delay_reject() {
 
 #[test]
 fn check_helo_access_rejects_the_listed_helo_name() {
-    let mut inst = Instance::new("");
-    let table = access_table(&inst, "helo_access", "bad.helo.test REJECT\n");
-    inst.add_main_cf(&format!(
-        "smtpd_helo_restrictions = check_helo_access {table}\n"
-    ));
-    inst.start();
+    let inst = with_access_check("", "helo", "helo_access", "bad.helo.test REJECT\n");
     let me = local_user(&inst);
-    let mut c = session(&inst, "bad.helo.test");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    expect_exact(
-        &mut c,
-        &format!("RCPT TO:<{me}>"),
+    rcpt_gets(
+        &inst,
+        "bad.helo.test",
+        &me,
         554,
         "5.7.1 <bad.helo.test>: Helo command rejected: Access denied",
     );
-    c.expect("QUIT", 221);
-    let mut c = session(&inst, "good.helo.test");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    c.expect(&format!("RCPT TO:<{me}>"), 250);
-    c.expect("QUIT", 221);
+    rcpt_accepted(&inst, "good.helo.test", &me);
 }
 
 #[test]
 fn check_recipient_access_rejects_the_listed_recipient() {
     // local_recipient_maps is empty so that only the access table decides.
-    let mut inst = Instance::new("local_recipient_maps =\n");
-    let table = access_table(
-        &inst,
+    let inst = with_access_check(
+        "local_recipient_maps =\n",
+        "recipient",
         "rcpt_access",
         "blocked@mail.example.test REJECT\n\
          later@mail.example.test 450 4.2.1 mailbox busy\n",
     );
-    inst.add_main_cf(&format!(
-        "smtpd_recipient_restrictions = check_recipient_access {table}\n"
-    ));
-    inst.start();
     let mut c = session(&inst, "client.example.test");
     c.expect("MAIL FROM:<a@b.test>", 250);
     expect_exact(
@@ -472,40 +424,30 @@ fn reject_non_fqdn_sender_and_recipient() {
 fn reject_non_fqdn_helo_hostname() {
     let inst = started("smtpd_helo_restrictions = reject_non_fqdn_helo_hostname\n");
     let me = local_user(&inst);
-    let mut c = session(&inst, "nodot");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    expect_exact(
-        &mut c,
-        &format!("RCPT TO:<{me}>"),
+    rcpt_gets(
+        &inst,
+        "nodot",
+        &me,
         504,
         "5.5.2 <nodot>: Helo command rejected: need fully-qualified hostname",
     );
-    c.expect("QUIT", 221);
-    let mut c = session(&inst, "client.example.test");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    c.expect(&format!("RCPT TO:<{me}>"), 250);
-    c.expect("QUIT", 221);
+    rcpt_accepted(&inst, "client.example.test", &me);
 }
 
 #[test]
 fn reject_invalid_helo_hostname() {
     let inst = started("smtpd_helo_restrictions = reject_invalid_helo_hostname\n");
     let me = local_user(&inst);
-    let mut c = session(&inst, "bad!name.test");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    expect_exact(
-        &mut c,
-        &format!("RCPT TO:<{me}>"),
+    rcpt_gets(
+        &inst,
+        "bad!name.test",
+        &me,
         501,
         "5.5.2 <bad!name.test>: Helo command rejected: Invalid name",
     );
-    c.expect("QUIT", 221);
     // An address literal and an ordinary name are valid.
     for helo in ["[127.0.0.1]", "client.example.test"] {
-        let mut c = session(&inst, helo);
-        c.expect("MAIL FROM:<a@b.test>", 250);
-        c.expect(&format!("RCPT TO:<{me}>"), 250);
-        c.expect("QUIT", 221);
+        rcpt_accepted(&inst, helo, &me);
     }
 }
 
@@ -593,13 +535,11 @@ fn unknown_relay_restriction_is_no_open_relay() {
         "mynetworks = 192.0.2.0/24\n\
          smtpd_relay_restrictions = permit_nowhere_bogus, permit\n",
     );
-    let mut c = session(&inst, "client.example.test");
-    c.expect("MAIL FROM:<a@b.test>", 250);
-    expect_exact(
-        &mut c,
-        "RCPT TO:<x@elsewhere.test>",
+    rcpt_gets(
+        &inst,
+        "client.example.test",
+        "x@elsewhere.test",
         451,
         "4.3.5 Server configuration error",
     );
-    c.expect("QUIT", 221);
 }

@@ -5,11 +5,10 @@
 //! Received: header, delivery to a local mbox), DSN parameters stored in the queue file, and
 //! Postfix's log lines (`connect from`, `ID: client=`, `NOQUEUE: reject:`, `disconnect from`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use posthorn_testkit::Instance;
-use posthorn_testkit::smtp::{Client, Reply, queue_id};
+use posthorn_testkit::smtp::{Client, Reply, ehlo_session, local_user, mbox, queue_id, started};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -19,30 +18,6 @@ const PEER: &str = "localhost[127.0.0.1]";
 /// Tests that make many errors in one session: no error sleep, no disconnect.
 const MANY_ERRORS: &str =
     "smtpd_error_sleep_time = 0s\nsmtpd_soft_error_limit = 100\nsmtpd_hard_error_limit = 100\n";
-
-/// The instance user's local address.
-fn me(inst: &Instance) -> String {
-    format!("{}@mail.example.test", inst.user())
-}
-
-/// The instance user's mbox.
-fn mbox(inst: &Instance) -> PathBuf {
-    inst.mail.join(inst.user())
-}
-
-/// A started instance with `extra` in main.cf.
-fn started(extra: &str) -> Instance {
-    let mut inst = Instance::new(extra);
-    inst.start();
-    inst
-}
-
-/// A connection after the greeting and `EHLO client.example.test`.
-fn ehlo_session(inst: &Instance) -> Client {
-    let mut c = Client::connect(inst.smtp_port);
-    c.expect("EHLO client.example.test", 250);
-    c
-}
 
 /// Asserts a reply's code and that its (first line's) text starts with `text`.
 #[track_caller]
@@ -64,6 +39,20 @@ fn says(c: &mut Client, line: &str, code: u16, text: &str) -> Reply {
         r.wire()
     );
     r
+}
+
+/// Asserts `250 2.0.0 Ok: queued as ID` at the end of data; returns the ID.
+#[track_caller]
+fn queued(r: &Reply) -> String {
+    is(r, 250, "2.0.0 Ok: queued as ");
+    queue_id(r)
+}
+
+/// MAIL FROM:<from> and RCPT TO:<rcpt>, each answered with its 250 Ok.
+#[track_caller]
+fn envelope(c: &mut Client, from: &str, rcpt: &str) {
+    says(c, &format!("MAIL FROM:<{from}>"), 250, "2.1.0 Ok");
+    says(c, &format!("RCPT TO:<{rcpt}>"), 250, "2.1.5 Ok");
 }
 
 /// Waits until the log has a line ending with `tail`; returns that line.
@@ -187,7 +176,7 @@ fn mail_from_replies() {
 fn rcpt_to_replies() {
     let inst = started(MANY_ERRORS);
     let mut c = ehlo_session(&inst);
-    let rcpt = format!("RCPT TO:<{}>", me(&inst));
+    let rcpt = format!("RCPT TO:<{}>", local_user(&inst));
     says(&mut c, &rcpt, 503, "5.5.1 ");
     says(&mut c, "MAIL FROM:<sender@example.org>", 250, "2.1.0 Ok");
     says(&mut c, &rcpt, 250, "2.1.5 Ok");
@@ -196,14 +185,14 @@ fn rcpt_to_replies() {
     says(&mut c, "RCPT FROM:<x@example.org>", 501, "5.5.4 ");
     says(
         &mut c,
-        &format!("RCPT TO:<{}> FROBNICATE=yes", me(&inst)),
+        &format!("RCPT TO:<{}> FROBNICATE=yes", local_user(&inst)),
         555,
         "5.5.4 ",
     );
     // A source route in a recipient is accepted too.
     says(
         &mut c,
-        &format!("RCPT TO:<@relay.example:{}>", me(&inst)),
+        &format!("RCPT TO:<@relay.example:{}>", local_user(&inst)),
         250,
         "2.1.5 Ok",
     );
@@ -217,7 +206,7 @@ fn recipient_limit_gives_452() {
     let inst = started("smtpd_recipient_limit = 3\n");
     let mut c = ehlo_session(&inst);
     says(&mut c, "MAIL FROM:<sender@example.org>", 250, "2.1.0 Ok");
-    let rcpt = format!("RCPT TO:<{}>", me(&inst));
+    let rcpt = format!("RCPT TO:<{}>", local_user(&inst));
     for _ in 0..3 {
         says(&mut c, &rcpt, 250, "2.1.5 Ok");
     }
@@ -244,7 +233,12 @@ fn relay_to_foreign_domain_is_denied_outside_mynetworks() {
         "554 5.7.1 <x@elsewhere.test>: Relay access denied"
     );
     // Local mail is still accepted.
-    says(&mut c, &format!("RCPT TO:<{}>", me(&inst)), 250, "2.1.5 Ok");
+    says(
+        &mut c,
+        &format!("RCPT TO:<{}>", local_user(&inst)),
+        250,
+        "2.1.5 Ok",
+    );
     says(&mut c, "QUIT", 221, "2.0.0 Bye");
     let line = log_line_ending(
         &inst,
@@ -289,7 +283,12 @@ fn unknown_local_user_is_rejected_at_rcpt() {
         "{}",
         r.wire()
     );
-    says(&mut c, &format!("RCPT TO:<{}>", me(&inst)), 250, "2.1.5 Ok");
+    says(
+        &mut c,
+        &format!("RCPT TO:<{}>", local_user(&inst)),
+        250,
+        "2.1.5 Ok",
+    );
     says(&mut c, "QUIT", 221, "2.0.0 Bye");
     inst.expect_log(
         "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 <no-such-user-q@mail.example.test>",
@@ -310,7 +309,12 @@ fn unknown_local_user_is_rejected_with_the_default_maps() {
         550,
         "5.1.1 ",
     );
-    says(&mut c, &format!("RCPT TO:<{}>", me(&inst)), 250, "2.1.5 Ok");
+    says(
+        &mut c,
+        &format!("RCPT TO:<{}>", local_user(&inst)),
+        250,
+        "2.1.5 Ok",
+    );
     says(&mut c, "QUIT", 221, "2.0.0 Bye");
 }
 
@@ -345,11 +349,10 @@ fn data_sequence_errors() {
 #[test]
 fn a_message_is_queued_delivered_and_logged() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = Client::connect(inst.smtp_port);
     c.expect("EHLO client.example.test", 250);
-    says(&mut c, "MAIL FROM:<sender@example.org>", 250, "2.1.0 Ok");
-    says(&mut c, &format!("RCPT TO:<{rcpt}>"), 250, "2.1.5 Ok");
+    envelope(&mut c, "sender@example.org", &rcpt);
     let r = c.cmd("DATA");
     is(&r, 354, "");
     // Dot-stuffed lines: "..x" is ".x", "..." is "..".
@@ -358,8 +361,7 @@ fn a_message_is_queued_delivered_and_logged() {
           \r\nfirst line\r\n..x leading dot\r\n...\r\nlast line\r\n.\r\n",
     );
     let r = c.reply();
-    is(&r, 250, "2.0.0 Ok: queued as ");
-    let qid = queue_id(&r);
+    let qid = queued(&r);
     let r = c.cmd("QUIT");
     assert_eq!(r.wire(), "221 2.0.0 Bye");
     assert!(c.closed());
@@ -408,7 +410,7 @@ fn a_message_is_queued_delivered_and_logged() {
 #[test]
 fn helo_session_is_logged_as_smtp() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = Client::connect(inst.smtp_port);
     let r = c.expect("HELO old.example.test", 250);
     assert_eq!(r.wire(), "250 mail.example.test");
@@ -433,7 +435,7 @@ fn helo_session_is_logged_as_smtp() {
 #[test]
 fn source_routes_are_dropped_from_the_envelope() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     says(
         &mut c,
@@ -448,8 +450,7 @@ fn source_routes_are_dropped_from_the_envelope() {
         "2.1.5 Ok",
     );
     let r = c.data("Subject: routed\r\n\r\nsource routed\r\n");
-    is(&r, 250, "2.0.0 Ok: queued as ");
-    let qid = queue_id(&r);
+    let qid = queued(&r);
     c.expect("QUIT", 221);
     let text = inst.wait_for_text(&mbox(&inst), "source routed");
     inst.log_line(&format!("{qid}: from=<user@c.example>, size="));
@@ -460,13 +461,11 @@ fn source_routes_are_dropped_from_the_envelope() {
 #[test]
 fn null_sender_message_is_accepted() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
-    says(&mut c, "MAIL FROM:<>", 250, "2.1.0 Ok");
-    says(&mut c, &format!("RCPT TO:<{rcpt}>"), 250, "2.1.5 Ok");
+    envelope(&mut c, "", &rcpt);
     let r = c.data("Subject: from nobody\r\n\r\nnull sender body\r\n");
-    is(&r, 250, "2.0.0 Ok: queued as ");
-    let qid = queue_id(&r);
+    let qid = queued(&r);
     c.expect("QUIT", 221);
     let text = inst.wait_for_text(&mbox(&inst), "null sender body");
     inst.log_line(&format!("{qid}: from=<>, size="));
@@ -476,10 +475,9 @@ fn null_sender_message_is_accepted() {
 #[test]
 fn bdat_chunks_are_raw() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
-    says(&mut c, "MAIL FROM:<sender@example.org>", 250, "2.1.0 Ok");
-    says(&mut c, &format!("RCPT TO:<{rcpt}>"), 250, "2.1.5 Ok");
+    envelope(&mut c, "sender@example.org", &rcpt);
     // No dot-stuffing in BDAT: "..x" stays "..x", a lone "." is content.
     let one = "Subject: chunks\r\n\r\n..x stays doubled\r\n.\r\nmid";
     let two = "dle of a line\r\nlast chunk\r\n";
@@ -488,11 +486,9 @@ fn bdat_chunks_are_raw() {
     assert_eq!(r.wire(), format!("250 2.0.0 Ok: {} bytes", one.len()));
     c.send_raw(format!("BDAT {} LAST\r\n{two}", two.len()).as_bytes());
     let r = c.reply();
-    is(&r, 250, "2.0.0 Ok: queued as ");
-    let qid = queue_id(&r);
+    let qid = queued(&r);
     // Still in the session: a second transaction with BDAT 0 LAST ending it.
-    says(&mut c, "MAIL FROM:<sender@example.org>", 250, "2.1.0 Ok");
-    says(&mut c, &format!("RCPT TO:<{rcpt}>"), 250, "2.1.5 Ok");
+    envelope(&mut c, "sender@example.org", &rcpt);
     let three = "Subject: zero last\r\n\r\nended by an empty chunk\r\n";
     c.send_raw(format!("BDAT {}\r\n{three}", three.len()).as_bytes());
     c.reply();
@@ -597,8 +593,7 @@ fn dsn_parameters_are_stored_in_the_queue_file() {
         "2.1.5 Ok",
     );
     let r = c.data("Subject: dsn\r\n\r\nwith dsn\r\n");
-    is(&r, 250, "2.0.0 Ok: queued as ");
-    let qid = queue_id(&r);
+    let qid = queued(&r);
     c.expect("QUIT", 221);
     inst.expect_log(&format!("{qid}: to=<alice@virt.test>"), T);
     assert!(
@@ -637,7 +632,7 @@ fn dsn_parameters_are_stored_in_the_queue_file() {
 #[test]
 fn pipelined_transaction_after_ehlo() {
     let inst = started("");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     // RFC 2920: MAIL, RCPT, RCPT, DATA in one write; the content after the 354.
     c.send_raw(
@@ -659,12 +654,11 @@ fn pipelined_transaction_after_ehlo() {
 #[test]
 fn message_size_limit_is_enforced_at_end_of_data() {
     let inst = started("message_size_limit = 1000\n");
-    let rcpt = me(&inst);
+    let rcpt = local_user(&inst);
     let mut c = ehlo_session(&inst);
     let r = c.cmd("EHLO again.example.test");
     assert!(r.lines.contains(&"SIZE 1000".to_string()), "{}", r.wire());
-    says(&mut c, "MAIL FROM:<sender@example.org>", 250, "2.1.0 Ok");
-    says(&mut c, &format!("RCPT TO:<{rcpt}>"), 250, "2.1.5 Ok");
+    envelope(&mut c, "sender@example.org", &rcpt);
     let body: String = (0..100)
         .map(|i| format!("line {i:04} of a big one\r\n"))
         .collect();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use posthorn_testkit::smtp::Reply;
+use posthorn_testkit::smtp::{Reply, add_service, connect_when_listening, local_user, mbox};
 use posthorn_testkit::{Instance, free_port};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -117,8 +117,14 @@ fn install(inst: &Instance, name: &str, leaf: &Leaf) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// An instance with STARTTLS (`may`) and an ECDSA certificate (CN "first"); `extra`
-/// main.cf lines come last. Not started.
+/// The certificate and key files of [`tls_instance`].
+fn server_files(inst: &Instance) -> (PathBuf, PathBuf) {
+    let tls = inst.root().join("tls");
+    (tls.join("server.crt"), tls.join("server.key"))
+}
+
+/// An instance with STARTTLS (`may`) and an ECDSA certificate (CN "first") in
+/// [`server_files`]; `extra` main.cf lines come last. Not started.
 fn tls_instance(extra: &str) -> (Instance, Ca, Leaf) {
     let inst = Instance::new("");
     let ca = Ca::new();
@@ -133,15 +139,6 @@ fn tls_instance(extra: &str) -> (Instance, Ca, Leaf) {
         key.display()
     ));
     (inst, ca, leaf)
-}
-
-/// Appends a master.cf service line (before the instance starts).
-fn add_service(inst: &Instance, line: &str) {
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(inst.etc.join("master.cf"))
-        .expect("open master.cf");
-    writeln!(f, "{line}").expect("append to master.cf");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -296,23 +293,47 @@ fn read_reply(r: &mut impl Read) -> Result<Reply, String> {
 
 /// Connects to `port` (waiting up to 10 s for the listener) with a 20 s read timeout.
 fn tcp(port: u16) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => {
-                s.set_read_timeout(Some(T)).unwrap();
-                s.set_write_timeout(Some(T)).unwrap();
-                return s;
-            }
-            Err(e) if Instant::now() > deadline => panic!("connect 127.0.0.1:{port}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
+    let s = connect_when_listening(port);
+    s.set_read_timeout(Some(T)).unwrap();
+    s.set_write_timeout(Some(T)).unwrap();
+    s
+}
+
+/// Commands and replies on a plaintext or TLS session.
+trait Talk {
+    /// Sends raw bytes as they are.
+    fn send_raw(&mut self, b: &[u8]);
+
+    /// Reads one reply; panics if there is none.
+    fn reply(&mut self) -> Reply;
+
+    /// Sends a command line (CRLF added) and reads its reply.
+    fn cmd(&mut self, line: &str) -> Reply {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Sends a command and asserts the reply code; returns the reply.
+    fn expect(&mut self, line: &str, code: u16) -> Reply {
+        let r = self.cmd(line);
+        assert_eq!(r.code, code, "{line} -> {}", r.wire());
+        r
     }
 }
 
 /// A plaintext session (before STARTTLS).
 struct Plain {
     s: TcpStream,
+}
+
+impl Talk for Plain {
+    fn send_raw(&mut self, b: &[u8]) {
+        self.s.write_all(b).expect("write");
+    }
+
+    fn reply(&mut self) -> Reply {
+        read_reply(&mut self.s).unwrap_or_else(|e| panic!("plaintext reply: {e}"))
+    }
 }
 
 impl Plain {
@@ -322,25 +343,6 @@ impl Plain {
         let g = p.reply();
         assert_eq!(g.code, 220, "greeting: {}", g.wire());
         p
-    }
-
-    fn send_raw(&mut self, b: &[u8]) {
-        self.s.write_all(b).expect("write");
-    }
-
-    fn reply(&mut self) -> Reply {
-        read_reply(&mut self.s).unwrap_or_else(|e| panic!("plaintext reply: {e}"))
-    }
-
-    fn cmd(&mut self, line: &str) -> Reply {
-        self.send_raw(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
-
-    fn expect(&mut self, line: &str, code: u16) -> Reply {
-        let r = self.cmd(line);
-        assert_eq!(r.code, code, "{line} -> {}", r.wire());
-        r
     }
 
     /// EHLO, STARTTLS (220 2.0.0 Ready to start TLS) and the handshake.
@@ -383,32 +385,18 @@ struct Tls {
     s: StreamOwned<ClientConnection, TcpStream>,
 }
 
-impl Tls {
+impl Talk for Tls {
     fn send_raw(&mut self, b: &[u8]) {
         self.s.write_all(b).expect("TLS write");
         self.s.flush().expect("TLS flush");
     }
 
-    fn try_reply(&mut self) -> Result<Reply, String> {
-        read_reply(&mut self.s)
-    }
-
     fn reply(&mut self) -> Reply {
-        self.try_reply()
-            .unwrap_or_else(|e| panic!("reply inside TLS: {e}"))
+        read_reply(&mut self.s).unwrap_or_else(|e| panic!("reply inside TLS: {e}"))
     }
+}
 
-    fn cmd(&mut self, line: &str) -> Reply {
-        self.send_raw(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
-
-    fn expect(&mut self, line: &str, code: u16) -> Reply {
-        let r = self.cmd(line);
-        assert_eq!(r.code, code, "{line} -> {}", r.wire());
-        r
-    }
-
+impl Tls {
     /// MAIL, RCPT, DATA; returns the end-of-data reply.
     fn send_mail(&mut self, from: &str, to: &str, content: &str) -> Reply {
         self.expect(&format!("MAIL FROM:<{from}>"), 250);
@@ -417,6 +405,13 @@ impl Tls {
         self.send_raw(content.as_bytes());
         self.send_raw(b".\r\n");
         self.reply()
+    }
+
+    /// [`Tls::send_mail`] from `a@b.test` to `to`, which must be accepted (250); then QUIT.
+    fn mail_and_quit(&mut self, to: &str, content: &str) {
+        let r = self.send_mail("a@b.test", to, content);
+        assert_eq!(r.code, 250, "{}", r.wire());
+        self.expect("QUIT", 221);
     }
 
     fn version(&self) -> Option<ProtocolVersion> {
@@ -437,14 +432,6 @@ impl Tls {
             .clone()
             .into_owned()
     }
-}
-
-fn local_user(inst: &Instance) -> String {
-    format!("{}@mail.example.test", inst.user())
-}
-
-fn mbox(inst: &Instance) -> PathBuf {
-    inst.mail.join(inst.user())
 }
 
 fn tls13_aes256(ca: &Ca) -> Arc<ClientConfig> {
@@ -483,13 +470,7 @@ fn starttls_upgrades_the_session_and_is_recorded() {
         r.wire()
     );
     let me = local_user(&inst);
-    let r = tls.send_mail(
-        "a@b.test",
-        &me,
-        "Subject: over tls\r\n\r\nencrypted hello\r\n",
-    );
-    assert_eq!(r.code, 250, "{}", r.wire());
-    tls.expect("QUIT", 221);
+    tls.mail_and_quit(&me, "Subject: over tls\r\n\r\nencrypted hello\r\n");
     let text = inst.wait_for_text(&mbox(&inst), "encrypted hello");
     let received = text
         .split("\nReceived: ")
@@ -517,13 +498,10 @@ fn received_header_has_no_tls_details_unless_asked() {
     inst.start();
     let mut tls = Plain::connect(inst.smtp_port).starttls(tls13_aes256(&ca));
     tls.expect("EHLO client.example.test", 250);
-    let r = tls.send_mail(
-        "a@b.test",
+    tls.mail_and_quit(
         &local_user(&inst),
         "Subject: quiet tls\r\n\r\nno details\r\n",
     );
-    assert_eq!(r.code, 250, "{}", r.wire());
-    tls.expect("QUIT", 221);
     let text = inst.wait_for_text(&mbox(&inst), "no details");
     assert!(text.contains("with ESMTPS id "), "{text}");
     assert!(!text.contains("(using TLSv1.3"), "{text}");
@@ -543,13 +521,7 @@ fn tls_1_2_is_accepted() {
     let mut tls = Plain::connect(inst.smtp_port).starttls(cfg);
     assert_eq!(tls.version(), Some(ProtocolVersion::TLSv1_2));
     tls.expect("EHLO client.example.test", 250);
-    let r = tls.send_mail(
-        "a@b.test",
-        &local_user(&inst),
-        "Subject: tls12\r\n\r\nover tls 1.2\r\n",
-    );
-    assert_eq!(r.code, 250, "{}", r.wire());
-    tls.expect("QUIT", 221);
+    tls.mail_and_quit(&local_user(&inst), "Subject: tls12\r\n\r\nover tls 1.2\r\n");
     inst.wait_for_text(&mbox(&inst), "over tls 1.2");
     let line = inst.log_line("TLS connection established from");
     assert!(line.contains(": TLSv1.2 with cipher "), "{line}");
@@ -713,9 +685,7 @@ fn security_level_encrypt_requires_starttls() {
     p.expect("QUIT", 221);
     let mut tls = Plain::connect(inst.smtp_port).starttls(tls13_aes256(&ca));
     tls.expect("EHLO client.example.test", 250);
-    let r = tls.send_mail("a@b.test", &me, "Subject: enc\r\n\r\nrequired tls\r\n");
-    assert_eq!(r.code, 250, "{}", r.wire());
-    tls.expect("QUIT", 221);
+    tls.mail_and_quit(&me, "Subject: enc\r\n\r\nrequired tls\r\n");
     inst.wait_for_text(&mbox(&inst), "required tls");
 }
 
@@ -741,13 +711,7 @@ fn wrappermode_service_speaks_tls_from_the_first_byte() {
         "{}",
         ehlo.wire()
     );
-    let r = tls.send_mail(
-        "a@b.test",
-        &local_user(&inst),
-        "Subject: smtps\r\n\r\nimplicit tls\r\n",
-    );
-    assert_eq!(r.code, 250, "{}", r.wire());
-    tls.expect("QUIT", 221);
+    tls.mail_and_quit(&local_user(&inst), "Subject: smtps\r\n\r\nimplicit tls\r\n");
     let text = inst.wait_for_text(&mbox(&inst), "implicit tls");
     assert!(text.contains("(using TLSv1.3 with cipher"), "{text}");
     inst.expect_log(
@@ -861,18 +825,8 @@ fn replace_file(inst: &Instance, path: &Path, text: &str) {
 
 #[test]
 fn renewed_certificate_is_used_without_restart_and_open_sessions_survive() {
-    let inst = Instance::new("");
-    let ca = Ca::new();
-    let first = ecdsa_leaf(&ca, "first");
-    let (cert, key) = install(&inst, "server", &first);
-    inst.add_main_cf(&format!(
-        "smtpd_tls_security_level = may\n\
-         smtpd_tls_cert_file = {}\n\
-         smtpd_tls_key_file = {}\n",
-        cert.display(),
-        key.display()
-    ));
-    let mut inst = inst;
+    let (mut inst, ca, first) = tls_instance("");
+    let (cert, key) = server_files(&inst);
     inst.start();
     let cfg = tls13_aes256(&ca);
 
@@ -924,12 +878,9 @@ fn renewed_certificate_is_used_without_restart_and_open_sessions_survive() {
     );
 
     // The session opened before the swap still works.
-    let r = old.send_mail(
-        "a@b.test",
+    old.mail_and_quit(
         &local_user(&inst),
         "Subject: across renewal\r\n\r\nsurvived the renewal\r\n",
     );
-    assert_eq!(r.code, 250, "{}", r.wire());
-    old.expect("QUIT", 221);
     inst.wait_for_text(&mbox(&inst), "survived the renewal");
 }

@@ -328,6 +328,7 @@ pub static PARAMS: &[Param] = &[
     p("syslog_name", Kind::Str, "posthorn", "Prefix of the program name in log records, e.g. posthorn/smtpd (Postfix: postfix or the instance name)."),
     p("trace_service_name", Kind::Str, "trace", "Name of the master.cf service that keeps per-message delivery reports for sendmail -v."),
     p("transport_maps", Kind::Lookup, "", "Tables that map recipient addresses or domains to transport:nexthop."),
+    time("transport_retry_time", "60s", 's', "Time qmgr leaves a dead destination or a failed transport alone before trying it again."),
     time("trigger_timeout", "10s", 's', "Time limit for sending a wakeup trigger to a daemon."),
     p("unknown_address_reject_code", Kind::Int, "450", "SMTP reply code when a sender or recipient domain cannot be found."),
     p("unknown_client_reject_code", Kind::Int, "450", "SMTP reply code when a client host name cannot be found (reject_unknown_client_hostname)."),

@@ -65,6 +65,7 @@
 //! `mydestination`, `virtual_mailbox_domains`, `local_transport`, `virtual_transport`,
 //! `default_transport`, `ipc_timeout`.
 
+mod dest;
 mod schedule;
 mod transport;
 

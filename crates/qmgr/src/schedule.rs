@@ -19,6 +19,7 @@ use posthorn_queue::file::{self, Envelope, LogEntry, QueueFile};
 use posthorn_queue::{QueueId, QueueLayout, QueueName};
 use posthorn_server::Daemon;
 
+use crate::dest::{Destinations, Feedback, Limits};
 use crate::transport::{Answer, Done, Job, Timeouts, Transports, Work};
 
 /// How long a graceful stop waits for outstanding jobs (master sends SIGKILL after 10 s).
@@ -47,6 +48,12 @@ struct Settings {
     default_transport: String,
     /// Limits of the connections to agents and bounce.
     timeouts: Timeouts,
+    /// Jobs per transport at once (`default_process_limit`).
+    process_limit: usize,
+    /// `transport_retry_time`: how long a dead destination is left alone.
+    retry: Duration,
+    /// For the per-transport parameters (`smtp_destination_concurrency_limit`, ...).
+    config: Config,
 }
 
 fn transport_name(v: &str) -> String {
@@ -122,6 +129,24 @@ impl Settings {
                 greeting: Timeouts::GREETING,
                 request: c.get_duration("ipc_timeout"),
             },
+            process_limit: limit("default_process_limit"),
+            retry: c
+                .get_duration("transport_retry_time")
+                .max(Duration::from_secs(1)),
+            config: c.clone(),
+        }
+    }
+
+    /// Transport `t`'s destination limits (Postfix's per-transport parameter names).
+    fn limits(&self, t: &str) -> Limits {
+        let c = &self.config;
+        let int = |name: String| usize::try_from(c.get_int(&name)).unwrap_or(1).max(1);
+        Limits {
+            initial: int(format!("{t}_initial_destination_concurrency")),
+            max: int(format!("{t}_destination_concurrency_limit")),
+            cohort_limit: int(format!("{t}_destination_concurrency_failed_cohort_limit")) as f64,
+            retry: self.retry,
+            cap: self.process_limit,
         }
     }
 
@@ -139,6 +164,24 @@ impl Settings {
             &self.default_transport
         };
         (t.clone(), domain)
+    }
+}
+
+/// Whether a job's answer says the destination was reached: an agent that failed, or one
+/// that deferred every recipient with a 4.4.x status (network, connection, DNS: RFC 3463's
+/// "network and routing" class), counts against the destination's window.
+fn feedback(a: &Answer) -> Feedback {
+    match a {
+        Answer::Failed(why) => Feedback::Failed(why.clone()),
+        Answer::Delivered(st)
+            if !st.is_empty()
+                && st
+                    .iter()
+                    .all(|s| s.outcome == Outcome::Deferred && s.dsn.starts_with("4.4.")) =>
+        {
+            Feedback::Failed(st[0].reason.clone())
+        }
+        _ => Feedback::Reached,
     }
 }
 
@@ -163,6 +206,10 @@ struct Msg {
 struct JobInfo {
     msg: QueueId,
     transport: String,
+    /// The destination (next hop, or the recipient for per-recipient transports).
+    dest: String,
+    /// The request, until the destination's window lets it start.
+    waiting: Option<Work>,
     dispatched: Instant,
     rcpts: Vec<Rcpt>,
     notice: Option<NoticeKind>,
@@ -176,6 +223,7 @@ pub struct Scheduler {
     jobs: HashMap<u64, JobInfo>,
     seq: u64,
     transports: Transports,
+    dests: Destinations,
     done_rx: Receiver<Done>,
     wake_r: UnixStream,
     next_deferred_scan: Instant,
@@ -231,6 +279,7 @@ impl Scheduler {
             jobs: HashMap::new(),
             seq: 0,
             transports: Transports::new(done_tx, wake_w, timeouts),
+            dests: Destinations::default(),
             done_rx,
             wake_r,
             next_deferred_scan: Instant::now(),
@@ -645,6 +694,7 @@ impl Scheduler {
 
     /// Groups the message's remaining recipients into delivery jobs.
     fn dispatch(&mut self, msg: &mut Msg) {
+        let mut touched: Vec<String> = Vec::new();
         let mut groups: Vec<(String, String, Vec<Rcpt>)> = Vec::new();
         for r in msg.env.recipients.iter().filter(|r| !r.done) {
             let (t, hop) = self.s.resolve(&r.address);
@@ -685,6 +735,17 @@ impl Scheduler {
                 }
                 continue;
             }
+            // Per-recipient transports (local: local_destination_recipient_limit = 1) have
+            // one destination per recipient, as Postfix.
+            let dest = if rcpts.len() == 1 && self.rcpt_limit_of(&t) == 1 {
+                rcpts[0].address.to_ascii_lowercase()
+            } else {
+                hop.clone()
+            };
+            if let Some(why) = self.dests.dead(&t, &dest, Instant::now()) {
+                self.suspend(msg, &rcpts, &t, &why);
+                continue;
+            }
             self.seq += 1;
             let req = Deliver {
                 queue_name: "active".into(),
@@ -697,21 +758,64 @@ impl Scheduler {
                 JobInfo {
                     msg: msg.id.clone(),
                     transport: t.clone(),
+                    dest: dest.clone(),
+                    waiting: Some(Work::Deliver(req)),
                     dispatched: Instant::now(),
                     rcpts,
                     notice: None,
                 },
             );
             msg.outstanding += 1;
-            self.transports.submit(
-                &t,
-                socket,
-                self.s.concurrency,
-                Job {
-                    seq: self.seq,
-                    work: Work::Deliver(req),
+            let limits = self.s.limits(&t);
+            self.dests.enqueue(&t, &dest, self.seq, limits);
+            touched.push(t);
+        }
+        touched.sort();
+        touched.dedup();
+        for t in touched {
+            self.pump(&t);
+        }
+    }
+
+    fn rcpt_limit_of(&self, t: &str) -> usize {
+        if t == self.s.local_transport {
+            self.s.local_rcpt_limit
+        } else {
+            self.s.rcpt_limit
+        }
+    }
+
+    /// Defers recipients of a destination that is dead for now.
+    fn suspend(&mut self, msg: &mut Msg, rcpts: &[Rcpt], t: &str, why: &str) {
+        for r in rcpts {
+            self.record_status(
+                msg,
+                &Status {
+                    offset: r.offset,
+                    outcome: Outcome::Deferred,
+                    dsn: "4.4.1".into(),
+                    relay: "none".into(),
+                    reason: format!("delivery temporarily suspended: {why}"),
                 },
+                Instant::now(),
             );
+        }
+        let _ = t;
+    }
+
+    /// Starts the jobs of transport `t` that its destinations' windows allow.
+    fn pump(&mut self, t: &str) {
+        let socket = self.layout.private_socket(t);
+        for seq in self.dests.ready(t, Instant::now()) {
+            let Some(info) = self.jobs.get_mut(&seq) else {
+                continue;
+            };
+            let Some(work) = info.waiting.take() else {
+                continue;
+            };
+            info.dispatched = Instant::now();
+            self.transports
+                .submit(t, socket.clone(), self.s.process_limit, Job { seq, work });
         }
     }
 
@@ -720,10 +824,39 @@ impl Scheduler {
             return;
         };
         self.transports.finished(&info.transport);
+        let mut suspended: Option<(Vec<u64>, String)> = None;
+        if info.notice.is_none() {
+            let fb = feedback(&done.answer);
+            suspended = self
+                .dests
+                .done(&info.transport, &info.dest, fb, Instant::now());
+        }
+        self.finish_job(info, done);
+        if let Some((jobs, why)) = suspended {
+            for seq in jobs {
+                let Some(j) = self.jobs.remove(&seq) else {
+                    continue;
+                };
+                let Some(mut m) = self.active.remove(&j.msg) else {
+                    continue;
+                };
+                m.outstanding = m.outstanding.saturating_sub(1);
+                self.suspend(&mut m, &j.rcpts, &j.transport, &why);
+                let id = m.id.clone();
+                self.active.insert(id.clone(), m);
+                self.maybe_finish(&id);
+            }
+        }
+    }
+
+    fn finish_job(&mut self, info: JobInfo, done: Done) {
+        let transport = info.transport.clone();
         let Some(mut msg) = self.active.remove(&info.msg) else {
+            self.pump(&transport);
             return;
         };
         msg.outstanding = msg.outstanding.saturating_sub(1);
+        let info_is_delivery = info.notice.is_none();
         match (info.notice, done.answer) {
             (None, Answer::Delivered(statuses)) => {
                 for r in &info.rcpts {
@@ -811,6 +944,9 @@ impl Scheduler {
         let id = msg.id.clone();
         self.active.insert(id.clone(), msg);
         self.maybe_finish(&id);
+        if info_is_delivery {
+            self.pump(&transport);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1026,6 +1162,8 @@ impl Scheduler {
             JobInfo {
                 msg: msg.id.clone(),
                 transport: "bounce".into(),
+                dest: String::new(),
+                waiting: None,
                 dispatched: Instant::now(),
                 rcpts: Vec::new(),
                 notice: Some(kind),

@@ -1,9 +1,15 @@
 //! A small, strict SMTP client for tests: raw bytes in and out over a real loopback socket,
-//! replies parsed into code + lines, every read bounded by a timeout.
+//! replies parsed into code + lines, every read bounded by a timeout; and the small helpers
+//! the smtpd end-to-end tests share (a started instance, its local user and mbox, waiting
+//! for the listener, extra master.cf services, exact reply assertions).
 
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::Instance;
 
 /// One SMTP reply: its code and the text of each line (without `NNN-`/`NNN `).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,24 +58,25 @@ impl Client {
     /// Connects, waiting up to 10 s for the listener (master starts smtpd on demand), and
     /// reads the greeting, which must be 220.
     pub fn connect(port: u16) -> Client {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => {
-                    drop(s);
-                    break;
-                }
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("connect 127.0.0.1:{port}: {e}"),
-            }
-        }
-        let mut c = Client::connect_raw(port);
-        let g = c.reply();
+        let (c, g) = Client::connect_any(port);
         assert_eq!(g.code, 220, "greeting: {}", g.wire());
         c
+    }
+
+    /// Connects once the listener is up (a probe connection first, up to 10 s) and returns
+    /// the client with its greeting, whatever its code (a client rejected at connect time
+    /// gets no 220).
+    pub fn connect_any(port: u16) -> (Client, Reply) {
+        drop(connect_when_listening(port));
+        Client::connect_reply(port)
+    }
+
+    /// Connects without a probe (the listener must be up) and returns the client with its
+    /// first reply.
+    pub fn connect_reply(port: u16) -> (Client, Reply) {
+        let mut c = Client::connect_raw(port);
+        let r = c.reply();
+        (c, r)
     }
 
     /// The underlying socket (for timeouts, shutdown, peer checks).
@@ -183,4 +190,88 @@ pub fn queue_id(r: &Reply) -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty() && !s.contains(' '))
         .unwrap_or_else(|| panic!("no queue ID in {}", r.wire()))
+}
+
+/// A TCP connection to `127.0.0.1:port`, retried for up to 10 s while nothing listens
+/// (master starts smtpd on demand, after the instance has started).
+pub fn connect_when_listening(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() > deadline => panic!("connect 127.0.0.1:{port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Waits (10 s) until something listens on 127.0.0.1:`port`, without connecting (a probe
+/// connection would count against limits under test). Reads /proc/net/tcp.
+pub fn wait_listening(port: u16) {
+    let want = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let listening = table.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && want.iter().any(|w| w == cols[1]) && cols[3] == "0A"
+        });
+        if listening {
+            return;
+        }
+        assert!(Instant::now() < end, "nothing listens on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A started unprivileged instance whose main.cf has `extra`.
+pub fn started(extra: &str) -> Instance {
+    let mut inst = Instance::new(extra);
+    inst.start();
+    inst
+}
+
+/// The instance user's address in `$mydestination` (`USER@mail.example.test`).
+pub fn local_user(inst: &Instance) -> String {
+    format!("{}@mail.example.test", inst.user())
+}
+
+/// The instance user's mbox.
+pub fn mbox(inst: &Instance) -> PathBuf {
+    inst.mail.join(inst.user())
+}
+
+/// A connection to the instance's smtp service after the greeting and `EHLO helo`.
+pub fn session(inst: &Instance, helo: &str) -> Client {
+    let mut c = Client::connect(inst.smtp_port);
+    c.expect(&format!("EHLO {helo}"), 250);
+    c
+}
+
+/// A connection after the greeting and `EHLO client.example.test`.
+pub fn ehlo_session(inst: &Instance) -> Client {
+    session(inst, "client.example.test")
+}
+
+/// Appends a master.cf service line (before the instance starts).
+pub fn add_service(inst: &Instance, line: &str) {
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(inst.etc.join("master.cf"))
+        .expect("open master.cf");
+    writeln!(f, "{line}").expect("append to master.cf");
+}
+
+/// Asserts a one-line reply: `code text` exactly (`what` names it in the message).
+#[track_caller]
+pub fn assert_reply(r: &Reply, code: u16, text: &str, what: &str) {
+    assert_eq!(
+        (r.code, r.text().as_str()),
+        (code, text),
+        "{what}: got {}",
+        r.wire()
+    );
 }
