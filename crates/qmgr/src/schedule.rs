@@ -1,10 +1,10 @@
 //! The scheduler: queue scans, activation, jobs, results, completion, graceful stop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -24,6 +24,8 @@ use crate::transport::{Answer, Done, Job, Timeouts, Transports, Work};
 
 /// How long a graceful stop waits for outstanding jobs (master sends SIGKILL after 10 s).
 const DRAIN_LIMIT: Duration = Duration::from_secs(8);
+/// Queue file mode bit: the delay warning was sent (Postfix keeps a `W` record instead).
+const DELAY_WARNED: u32 = 0o020;
 /// A file in `active/` that no message in memory owns for this long is stranded.
 const STRANDED_AGE: Duration = Duration::from_secs(60);
 /// A `tmp.*` file in `incoming/` this old was left by a crash inside `NewQueueFile::create`.
@@ -41,50 +43,25 @@ struct Settings {
     concurrency: usize,
     rcpt_limit: usize,
     local_rcpt_limit: usize,
-    mydestination: DomainList,
-    virtual_domains: DomainList,
+    /// Address resolution (posthorn-resolve), shared by every message.
+    resolver: Option<posthorn_resolve::Resolver>,
+    /// Why the resolver could not be built (every recipient is deferred with it).
+    resolver_error: String,
     local_transport: String,
-    virtual_transport: String,
-    default_transport: String,
     /// Limits of the connections to agents and bounce.
     timeouts: Timeouts,
     /// Jobs per transport at once (`default_process_limit`).
     process_limit: usize,
     /// `transport_retry_time`: how long a dead destination is left alone.
     retry: Duration,
+    /// `delay_warning_time` (zero: no delay notices).
+    delay_warning: Duration,
     /// For the per-transport parameters (`smtp_destination_concurrency_limit`, ...).
     config: Config,
 }
 
 fn transport_name(v: &str) -> String {
     v.split(':').next().unwrap_or("").trim().to_string()
-}
-
-/// A main.cf domain list (mydestination, virtual_mailbox_domains): domain names, and
-/// lookup tables queried with the domain, as Postfix's match lists do.
-struct DomainList {
-    names: HashSet<String>,
-    tables: posthorn_tables::TableList,
-}
-
-impl DomainList {
-    fn new(c: &Config, param: &str) -> DomainList {
-        let list = c.get_list(param);
-        let (specs, names): (Vec<String>, Vec<String>) =
-            list.into_iter().partition(|d| d.contains(':'));
-        let tables = posthorn_tables::TableList::open(&specs).unwrap_or_else(|e| {
-            log::warn!("{param}: {e}");
-            posthorn_tables::TableList(Vec::new())
-        });
-        DomainList {
-            names: names.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
-            tables,
-        }
-    }
-
-    fn contains(&self, domain: &str) -> bool {
-        self.names.contains(domain) || matches!(self.tables.lookup(domain), Ok(Some(_)))
-    }
 }
 
 /// How many queue files may be open at once: each active message holds its file open, so
@@ -107,6 +84,12 @@ fn fd_budget() -> usize {
 impl Settings {
     fn new(c: &Config) -> Settings {
         let limit = |n: &str| usize::try_from(c.get_int(n)).unwrap_or(1).max(1);
+        let resolver = posthorn_resolve::Resolver::from_config(c).map_err(|e| {
+            log::error!(
+                "address resolution: {e}; mail is deferred until the configuration is fixed"
+            );
+            e
+        });
         Settings {
             run_delay: c
                 .get_duration("queue_run_delay")
@@ -120,16 +103,19 @@ impl Settings {
             concurrency: limit("default_destination_concurrency_limit"),
             rcpt_limit: limit("default_destination_recipient_limit"),
             local_rcpt_limit: limit("local_destination_recipient_limit"),
-            mydestination: DomainList::new(c, "mydestination"),
-            virtual_domains: DomainList::new(c, "virtual_mailbox_domains"),
+            resolver_error: resolver
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            resolver: resolver.ok(),
             local_transport: transport_name(&c.get("local_transport")),
-            virtual_transport: transport_name(&c.get("virtual_transport")),
-            default_transport: transport_name(&c.get("default_transport")),
             timeouts: Timeouts {
                 greeting: Timeouts::GREETING,
                 request: c.get_duration("ipc_timeout"),
             },
             process_limit: limit("default_process_limit"),
+            delay_warning: c.get_duration("delay_warning_time"),
             retry: c
                 .get_duration("transport_retry_time")
                 .max(Duration::from_secs(1)),
@@ -149,22 +135,50 @@ impl Settings {
             cap: self.process_limit,
         }
     }
+}
 
-    /// Resolves a recipient to (transport, next hop).
-    fn resolve(&self, addr: &str) -> (String, String) {
-        let domain = match addr.rfind('@') {
-            Some(i) => addr[i + 1..].to_ascii_lowercase(),
-            None => return (self.local_transport.clone(), String::new()),
-        };
-        let t = if self.mydestination.contains(&domain) {
-            &self.local_transport
-        } else if self.virtual_domains.contains(&domain) {
-            &self.virtual_transport
-        } else {
-            &self.default_transport
-        };
-        (t.clone(), domain)
-    }
+/// The transports qmgr answers itself: `error:text` bounces (the text may start with a
+/// status code, as in transport(5)), `retry:text` defers, `discard:text` drops the mail
+/// as delivered.
+fn built_in_transport(t: &str, hop: &str, offset: u64) -> Option<Status> {
+    let (outcome, default_dsn) = match t {
+        "error" => (Outcome::Bounced, "5.0.0"),
+        "retry" => (Outcome::Deferred, "4.0.0"),
+        "discard" => (Outcome::Sent, "2.0.0"),
+        _ => return None,
+    };
+    let text = hop.trim();
+    let (dsn, reason) = match text.split_once(' ') {
+        Some((code, rest)) if is_dsn(code) && code.starts_with(&default_dsn[..1]) => {
+            (code.to_string(), rest.trim().to_string())
+        }
+        _ if is_dsn(text) && text.starts_with(&default_dsn[..1]) => {
+            (text.to_string(), String::new())
+        }
+        _ => (default_dsn.to_string(), text.to_string()),
+    };
+    let reason = match (t, reason.is_empty()) {
+        ("discard", true) => "discarded".to_string(),
+        ("discard", false) => reason,
+        (_, true) => "Address is undeliverable".to_string(),
+        (_, false) => reason,
+    };
+    Some(Status {
+        offset,
+        outcome,
+        dsn,
+        relay: "none".into(),
+        reason,
+    })
+}
+
+fn is_dsn(s: &str) -> bool {
+    let p: Vec<&str> = s.split('.').collect();
+    p.len() == 3
+        && matches!(p[0], "2" | "4" | "5")
+        && p[1..]
+            .iter()
+            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Whether a job's answer says the destination was reached: an agent that failed, or one
@@ -696,8 +710,32 @@ impl Scheduler {
     fn dispatch(&mut self, msg: &mut Msg) {
         let mut touched: Vec<String> = Vec::new();
         let mut groups: Vec<(String, String, Vec<Rcpt>)> = Vec::new();
+        let mut settled: Vec<Status> = Vec::new();
         for r in msg.env.recipients.iter().filter(|r| !r.done) {
-            let (t, hop) = self.s.resolve(&r.address);
+            let route = match &self.s.resolver {
+                Some(res) => res
+                    .resolve(&r.address, &msg.env.sender)
+                    .map_err(|e| e.to_string()),
+                None => Err(self.s.resolver_error.clone()),
+            };
+            let (t, hop) = match route {
+                Ok(route) => (route.transport, route.nexthop),
+                Err(why) => {
+                    settled.push(Status {
+                        offset: r.offset,
+                        outcome: Outcome::Deferred,
+                        dsn: "4.3.0".into(),
+                        relay: "none".into(),
+                        reason: format!("address resolver failure: {why}"),
+                    });
+                    continue;
+                }
+            };
+            // Postfix's error(8), retry and discard(8) transports, done here.
+            if let Some(st) = built_in_transport(&t, &hop, r.offset) {
+                settled.push(st);
+                continue;
+            }
             let limit = if t == self.s.local_transport {
                 self.s.local_rcpt_limit
             } else {
@@ -715,6 +753,9 @@ impl Scheduler {
                 Some(g) => g.2.push(rc),
                 None => groups.push((t, hop, vec![rc])),
             }
+        }
+        for st in settled {
+            self.record_status(msg, &st, Instant::now());
         }
         for (t, hop, rcpts) in groups {
             let socket = self.layout.private_socket(&t);
@@ -1117,6 +1158,29 @@ impl Scheduler {
             log::info!("{id}: removed");
             return;
         }
+        if self.delay_warning_due(&msg) {
+            // Postfix's "delayed mail" notice, once per message: the file's group-write
+            // bit records that it was sent (queue files are otherwise 0700).
+            if let Err(e) = msg.file.set_permissions(fs::Permissions::from_mode(
+                msg.file.metadata().map_or(0o700, |m| m.mode() & 0o7777) | DELAY_WARNED,
+            )) {
+                log::warn!("{id}: cannot record the delay warning: {e}");
+            }
+            let entries = msg
+                .deferred
+                .iter()
+                .map(|d| Entry {
+                    recipient: d.recipient.clone(),
+                    orig: d.orig.clone(),
+                    dsn: d.dsn.clone(),
+                    relay: "none".into(),
+                    reason: d.reason.clone(),
+                })
+                .collect();
+            self.notify(&mut msg, NoticeKind::Delay, entries);
+            self.active.insert(id.clone(), msg);
+            return;
+        }
         if !msg.deferred.is_empty()
             && let Err(e) = file::append_log(&self.layout, QueueName::Defer, id, &msg.deferred)
         {
@@ -1146,6 +1210,18 @@ impl Scheduler {
                 "{id}: cannot move to deferred: {e}; left in the active queue, to be retried"
             ),
         }
+    }
+
+    /// Whether a deferred message is due its delay warning now.
+    fn delay_warning_due(&self, msg: &Msg) -> bool {
+        !self.s.delay_warning.is_zero()
+            && !msg.deferred.is_empty()
+            && !msg.env.sender.is_empty()
+            && since(msg.arrival) >= self.s.delay_warning
+            && msg
+                .file
+                .metadata()
+                .is_ok_and(|m| m.mode() & DELAY_WARNED == 0)
     }
 
     fn notify(&mut self, msg: &mut Msg, kind: NoticeKind, entries: Vec<Entry>) {

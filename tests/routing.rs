@@ -1,0 +1,85 @@
+//! Address resolution end to end (posthorn-resolve in qmgr): transport_maps with the
+//! built-in error:, retry: and discard: transports, and delay_warning_time notices.
+
+use std::time::Duration;
+
+use posthorn_testkit::{Instance, queue_id_for};
+
+const T: Duration = Duration::from_secs(20);
+
+fn me(inst: &Instance) -> String {
+    format!("{}@mail.example.test", inst.user())
+}
+
+#[test]
+fn transport_maps_route_to_error_and_discard() {
+    let mut inst = Instance::new(
+        "transport_maps = inline:{ {bad.test=error:5.1.2 no such domain here}, {.gone.test=discard:dropped on purpose} }\n",
+    );
+    inst.start();
+    let out = inst.sendmail(
+        &["-f", &me(&inst), "x@bad.test"],
+        "Subject: to bad\n\nbody\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = inst.sendmail(
+        &["-f", &me(&inst), "y@sub.gone.test"],
+        "Subject: to gone\n\nbody\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    inst.expect_log("to=<x@bad.test>, relay=none, delay=", T);
+    let bad = inst.log_line("to=<x@bad.test>");
+    assert!(
+        bad.contains("dsn=5.1.2, status=bounced (no such domain here)"),
+        "{bad}"
+    );
+    inst.expect_log("to=<y@sub.gone.test>", T);
+    let gone = inst.log_line("to=<y@sub.gone.test>");
+    assert!(
+        gone.contains("relay=none") && gone.contains("dsn=2.0.0, status=sent (dropped on purpose)"),
+        "{gone}"
+    );
+    // The bounce comes back to the sender.
+    let mbox = inst.mail.join(inst.user());
+    let notice = inst.wait_for_text(&mbox, "no such domain here");
+    assert!(
+        notice.contains("Undelivered Mail Returned to Sender"),
+        "{notice}"
+    );
+}
+
+#[test]
+fn delay_warning_is_sent_once() {
+    let mut inst = Instance::new(
+        "transport_maps = inline:{ {slow.test=retry:4.4.1 the destination is slow} }\n\
+         delay_warning_time = 1s\n",
+    );
+    inst.start();
+    let out = inst.sendmail(
+        &["-f", &me(&inst), "z@slow.test"],
+        "Subject: slow\n\nbody\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let log = inst.wait_for_text(&inst.log, "status=deferred (the destination is slow)");
+    let id = queue_id_for(&log, "to=<z@slow.test>");
+    let mbox = inst.mail.join(inst.user());
+    let notice = inst.wait_for_text(&mbox, "Delayed Mail (still being retried)");
+    assert!(notice.contains("the destination is slow"), "{notice}");
+    assert!(notice.contains("Action: delayed"), "{notice}");
+    // More retries, no second warning.
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = posthorn_testkit::read_text(&mbox);
+    assert_eq!(
+        text.matches("Delayed Mail (still being retried)").count(),
+        1,
+        "{text}"
+    );
+    let log = posthorn_testkit::read_text(&inst.log);
+    assert!(
+        log.matches(&format!("{id}: to=<z@slow.test>")).count() >= 2,
+        "retried: {log}"
+    );
+}
