@@ -117,32 +117,26 @@ fn notify(d: &Daemon, cleanup: &mut Option<CleanupClient>, req: &Notify) -> Resu
 
     let mut rcpts = Vec::new();
     for e in &req.entries {
-        let notify = env
-            .recipients
-            .iter()
-            .find(|r| r.address == e.recipient)
-            .and_then(|r| r.notify.as_deref());
+        let queued = env.recipients.iter().find(|r| r.address == e.recipient);
+        let notify = queued.and_then(|r| r.notify.as_deref());
+        // DSN ORCPT (RFC 3461) wins over the address before alias expansion.
+        let orcpt = queued.and_then(|r| r.orcpt.clone());
+        let (remote_mta, diagnostic) = diagnostic_of(&e.reason);
         if !env.sender.is_empty() && !wants(notify, req.kind) {
             continue;
         }
         rcpts.push(DsnRecipient {
             final_recipient: e.recipient.clone(),
-            original_recipient: (!e.orig.is_empty() && e.orig != e.recipient)
-                .then(|| e.orig.clone()),
+            original_recipient: orcpt
+                .or_else(|| (!e.orig.is_empty() && e.orig != e.recipient).then(|| e.orig.clone())),
             action: match req.kind {
                 NoticeKind::Failure => DsnAction::Failed,
                 NoticeKind::Delay => DsnAction::Delayed,
                 NoticeKind::Success => DsnAction::Delivered,
             },
             status: e.dsn.clone(),
-            remote_mta: None,
-            diagnostic: if e.reason.contains(';')
-                && e.reason.split(';').next().is_some_and(|t| !t.contains(' '))
-            {
-                e.reason.clone()
-            } else {
-                format!("x-posthorn; {}", e.reason)
-            },
+            remote_mta,
+            diagnostic,
         });
     }
     if rcpts.is_empty() {
@@ -241,9 +235,55 @@ fn notice_name(k: NoticeKind) -> &'static str {
     }
 }
 
+/// The Remote-MTA and Diagnostic-Code of a recipient's reason: an SMTP server's reply as
+/// the smtp client reports it (`host mx.example[192.0.2.1] said: 550 5.1.1 ... (in reply
+/// to RCPT TO command)`) becomes `dns; mx.example` and `smtp; 550 5.1.1 ...`, as Postfix
+/// writes them; an already typed text (`type; text`) stays; anything else is
+/// `x-posthorn; text`.
+fn diagnostic_of(reason: &str) -> (Option<String>, String) {
+    if let Some(rest) = reason.strip_prefix("host ")
+        && let Some((host, said)) = rest.split_once(" said: ")
+    {
+        let name = host.split('[').next().unwrap_or(host).trim();
+        let reply = match said.rfind(" (in reply to ") {
+            Some(i) if said.ends_with(')') => &said[..i],
+            _ => said,
+        };
+        return (
+            Some(format!("dns; {name}")),
+            format!("smtp; {}", reply.trim()),
+        );
+    }
+    if reason.contains(';') && reason.split(';').next().is_some_and(|t| !t.contains(' ')) {
+        return (None, reason.to_string());
+    }
+    (None, format!("x-posthorn; {reason}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtp_replies_become_diagnostic_codes() {
+        assert_eq!(
+            diagnostic_of(
+                "host mx.example.test[127.0.0.2] said: 550 5.1.1 <a@b>: User unknown (in reply to RCPT TO command)"
+            ),
+            (
+                Some("dns; mx.example.test".to_string()),
+                "smtp; 550 5.1.1 <a@b>: User unknown".to_string()
+            )
+        );
+        assert_eq!(
+            diagnostic_of("x-unix; mailbox full"),
+            (None, "x-unix; mailbox full".to_string())
+        );
+        assert_eq!(
+            diagnostic_of("User unknown"),
+            (None, "x-posthorn; User unknown".to_string())
+        );
+    }
 
     #[test]
     fn notify_rules() {
