@@ -40,6 +40,8 @@ struct Settings {
     bounce_lifetime: Duration,
     soft_bounce: bool,
     active_limit: usize,
+    /// `qmgr_message_recipient_limit`: recipients of active messages held in memory.
+    rcpt_memory_limit: usize,
     concurrency: usize,
     rcpt_limit: usize,
     local_rcpt_limit: usize,
@@ -100,6 +102,7 @@ impl Settings {
             bounce_lifetime: c.get_duration("bounce_queue_lifetime"),
             soft_bounce: c.get_bool("soft_bounce"),
             active_limit: limit("qmgr_message_active_limit").min(fd_budget()),
+            rcpt_memory_limit: limit("qmgr_message_recipient_limit"),
             concurrency: limit("default_destination_concurrency_limit"),
             rcpt_limit: limit("default_destination_recipient_limit"),
             local_rcpt_limit: limit("local_destination_recipient_limit"),
@@ -238,6 +241,10 @@ pub struct Scheduler {
     seq: u64,
     transports: Transports,
     dests: Destinations,
+    /// Recipients of the messages in `active` (for qmgr_message_recipient_limit).
+    rcpts_active: usize,
+    /// A graceful stop is under way: no new jobs start.
+    stopping: bool,
     done_rx: Receiver<Done>,
     wake_r: UnixStream,
     next_deferred_scan: Instant,
@@ -294,6 +301,8 @@ impl Scheduler {
             seq: 0,
             transports: Transports::new(done_tx, wake_w, timeouts),
             dests: Destinations::default(),
+            rcpts_active: 0,
+            stopping: false,
             done_rx,
             wake_r,
             next_deferred_scan: Instant::now(),
@@ -423,7 +432,7 @@ impl Scheduler {
             return;
         };
         for id in ids {
-            if self.active.len() >= self.s.active_limit {
+            if self.active_full() {
                 return;
             }
             if self.active.contains_key(&id) {
@@ -452,6 +461,10 @@ impl Scheduler {
     /// retried at the next start (a recipient may then be delivered twice).
     fn drain(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
+        // Jobs still waiting for their destination's window never start: their messages
+        // stay in active/ and are taken up again at the next start.
+        self.stopping = true;
+        self.jobs.retain(|_, j| j.waiting.is_none());
         if self.jobs.is_empty() {
             log::info!("terminating on signal");
             return;
@@ -581,7 +594,7 @@ impl Scheduler {
             }
         };
         for id in ids {
-            if self.active.len() >= self.s.active_limit {
+            if self.active_full() {
                 return;
             }
             if self.active.contains_key(&id) {
@@ -676,6 +689,7 @@ impl Scheduler {
             self.dispatch(&mut msg);
         }
         let id = msg.id.clone();
+        self.rcpts_active += msg.env.recipients.len();
         self.active.insert(id.clone(), msg);
         self.maybe_finish(&id);
     }
@@ -846,6 +860,9 @@ impl Scheduler {
 
     /// Starts the jobs of transport `t` that its destinations' windows allow.
     fn pump(&mut self, t: &str) {
+        if self.stopping {
+            return;
+        }
         let socket = self.layout.private_socket(t);
         for seq in self.dests.ready(t, Instant::now()) {
             let Some(info) = self.jobs.get_mut(&seq) else {
@@ -1138,6 +1155,8 @@ impl Scheduler {
             self.active.insert(id.clone(), msg);
             return;
         }
+        // From here on the message leaves the active queue, unless a notice is sent first.
+        self.rcpts_active = self.rcpts_active.saturating_sub(msg.env.recipients.len());
         if !msg.path.exists() {
             // Deleted (postsuper -d) or moved away (postsuper -h) by the administrator while
             // it was being delivered: whoever did that logged it; it is no longer ours.
@@ -1178,6 +1197,7 @@ impl Scheduler {
                 })
                 .collect();
             self.notify(&mut msg, NoticeKind::Delay, entries);
+            self.rcpts_active += msg.env.recipients.len();
             self.active.insert(id.clone(), msg);
             return;
         }
@@ -1210,6 +1230,14 @@ impl Scheduler {
                 "{id}: cannot move to deferred: {e}; left in the active queue, to be retried"
             ),
         }
+    }
+
+    /// Whether the in-memory active queue is full: `qmgr_message_active_limit` messages, or
+    /// `qmgr_message_recipient_limit` recipients (one message is always let in, however
+    /// large, so that a huge mailing still moves).
+    fn active_full(&self) -> bool {
+        self.active.len() >= self.s.active_limit
+            || (!self.active.is_empty() && self.rcpts_active >= self.s.rcpt_memory_limit)
     }
 
     /// Whether a deferred message is due its delay warning now.
