@@ -83,3 +83,26 @@ fn delay_warning_is_sent_once() {
         "retried: {log}"
     );
 }
+
+#[test]
+fn virtual_aliases_are_expanded_in_cleanup() {
+    let user = {
+        let probe = Instance::new("");
+        probe.user()
+    };
+    let mut inst = Instance::new(&format!(
+        "virtual_alias_domains = valias.test\n\
+         virtual_alias_maps = inline:{{ {{info@valias.test=sales@valias.test}}, {{sales@valias.test={user}@mail.example.test}} }}\n"
+    ));
+    inst.start();
+    let out = inst.sendmail(
+        &["-f", &me(&inst), "info@valias.test", "nobody@valias.test"],
+        "Subject: via alias\n\nhello alias\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mbox = inst.mail.join(inst.user());
+    inst.wait_for_text(&mbox, "hello alias");
+    // The unknown address of an alias domain is returned (trivial-rewrite's error route).
+    let notice = inst.wait_for_text(&mbox, "User unknown in virtual alias table");
+    assert!(notice.contains("nobody@valias.test"), "{notice}");
+}

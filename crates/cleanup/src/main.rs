@@ -13,6 +13,8 @@
 //! - checks the records strictly (types, order, CRCs) and the size against
 //!   `message_size_limit` (`5.3.4 message file too big`);
 //! - qualifies unqualified sender and recipient addresses with `myorigin`;
+//! - expands recipients through `virtual_alias_maps` (recursively; the original address is
+//!   kept for logs and notices);
 //! - with the extract flag (`sendmail -t`), adds the recipients of To:, Cc: and Bcc:;
 //! - removes Bcc:, Resent-Bcc: and Return-Path: headers (Return-Path is added at delivery),
 //!   drops duplicate recipients;
@@ -30,9 +32,12 @@
 //! `QUEUEID: message-id=<...>` per message; problems as `warning:` lines.
 //!
 //! # Configuration parameters
-//! `message_size_limit`, `header_size_limit`, `myhostname`, `myorigin`, `queue_directory`.
+//! `message_size_limit`, `header_size_limit`, `myhostname`, `myorigin`, `queue_directory`,
+//! `virtual_alias_maps`, `virtual_alias_recursion_limit`, `virtual_alias_expansion_limit`,
+//! `recipient_delimiter`, `mydestination`.
 
 mod message;
+mod valias;
 
 use std::os::unix::net::UnixStream;
 

@@ -11,6 +11,8 @@ use posthorn_queue::{QueueError, QueueLayout, QueueName};
 
 /// The parameters cleanup uses, read once per connection.
 pub struct Settings {
+    /// virtual_alias_maps (None: empty), or why its tables cannot be used.
+    virtual_alias: Result<Option<crate::valias::VirtualAlias>, String>,
     myhostname: String,
     myorigin: String,
     size_limit: u64,
@@ -21,6 +23,9 @@ impl Settings {
     /// Reads the settings from the configuration.
     pub fn from_config(c: &Config) -> Settings {
         Settings {
+            virtual_alias: crate::valias::VirtualAlias::from_config(c).inspect_err(|e| {
+                log::warn!("{e}; mail is deferred until the table is fixed");
+            }),
             myhostname: c.get("myhostname"),
             myorigin: c.get("myorigin"),
             size_limit: c.get_size("message_size_limit"),
@@ -291,6 +296,18 @@ impl<'a> Message<'a> {
                 rcpts.push(r);
             }
         }
+        let rcpts = match &s.virtual_alias {
+            Ok(None) => rcpts,
+            Ok(Some(va)) => {
+                let expanded = va.expand(rcpts).map_err(|e| temp(e.0))?;
+                let mut seen = std::collections::HashSet::new();
+                expanded
+                    .into_iter()
+                    .filter(|r| seen.insert((r.address.to_lowercase(), r.orig.clone())))
+                    .collect()
+            }
+            Err(e) => return Err(temp(e.clone())),
+        };
         if rcpts.is_empty() {
             return Err(perm("5.1.3", "No recipients specified"));
         }
