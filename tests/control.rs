@@ -53,7 +53,7 @@ fn check_reports_config_errors_with_file_and_line() {
     let out = inst.posthorn(&["check"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("main.cf") && err.contains(":17"), "{err}");
+    assert!(err.contains("main.cf") && err.contains(":19"), "{err}");
     let inst = Instance::new("no_such_parameter_xyz = 1\n");
     let out = inst.posthorn(&["check"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -13,6 +13,7 @@ const PAGES: &[(&str, u8, &str)] = &[
     ("cleanup", 8, "crates/cleanup/src/main.rs"),
     ("qmgr", 8, "crates/qmgr/src/main.rs"),
     ("smtpd", 8, "crates/smtpd/src/main.rs"),
+    ("smtp", 8, "crates/smtp/src/main.rs"),
     ("bounce", 8, "crates/bounce/src/main.rs"),
     ("local", 8, "crates/local/src/bin/local.rs"),
     ("postqueue", 1, "crates/postqueue/src/lib.rs"),
