@@ -329,10 +329,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// For an incomplete queue file (no execute bit): whether its writer is gone (crashed or
 /// killed), so that the file will never be completed and may be removed. False while a
-/// writer holds it, and when the file cannot be opened.
+/// writer holds it, when the file cannot be opened, and when the file turns out complete
+/// once its lock is ours: the caller saw it incomplete, but the writer may have committed
+/// it and released the lock in between (a writer sets the execute bit before it lets go).
 pub fn writer_gone(path: &Path) -> bool {
-    match File::open(path) {
-        Ok(f) => nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok(),
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked.metadata().is_ok_and(|m| !is_complete(&m)),
         Err(_) => false,
     }
 }
@@ -780,6 +785,31 @@ mod tests {
         fs::write(&p, b"partial").unwrap();
         assert!(writer_gone(&p));
         fs::remove_file(&p).unwrap();
+        // A scanner that saw the file incomplete just before its writer committed it and
+        // let go of the lock must not take it for abandoned.
+        let f = NewQueueFile::create(&l, QueueName::Incoming).unwrap();
+        let p = f.path().to_path_buf();
+        let seen_incomplete = !is_complete(&fs::metadata(&p).unwrap());
+        let id = {
+            let mut f = f;
+            Envelope {
+                sender: "s@x".into(),
+                recipients: vec![Recipient {
+                    address: "r@x".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+            .write_records(f.writer())
+            .unwrap();
+            f.put(kind::MESG, b"").unwrap();
+            f.put_content(b"x\n").unwrap();
+            f.put(kind::XTRA, b"").unwrap();
+            f.commit(SizeRecord::default()).unwrap()
+        };
+        assert!(seen_incomplete);
+        assert!(!writer_gone(&p), "a committed file is never abandoned");
+        fs::remove_file(l.path(QueueName::Incoming, &id)).unwrap();
 
         let id = write_one(&l, b"x\n");
         let p = l.path(QueueName::Incoming, &id);
