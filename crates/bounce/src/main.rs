@@ -137,6 +137,7 @@ fn notify(d: &Daemon, cleanup: &mut Option<CleanupClient>, req: &Notify) -> Resu
             status: e.dsn.clone(),
             remote_mta,
             diagnostic,
+            text: Some(e.reason.clone()),
         });
     }
     if rcpts.is_empty() {

@@ -69,6 +69,10 @@ pub struct DsnRecipient {
     /// `type; text`, e.g. `smtp; 550 5.1.1 user unknown` or `x-unix; ...`; untyped text is
     /// reported as `X-Posthorn; text`.
     pub diagnostic: String,
+    /// The reason as the delivery agent logged it, for the human-readable part (Postfix
+    /// quotes it whole: `host mx[192.0.2.1] said: ... (in reply to RCPT TO command)`);
+    /// None: derived from the diagnostic.
+    pub text: Option<String>,
 }
 
 /// Everything a notice is built from.
@@ -407,6 +411,10 @@ impl Entry {
                 (format!("X-{label}; {text}"), text)
             }
         };
+        let reason = match rc.text.as_deref().map(field) {
+            Some(t) if !t.is_empty() => t,
+            _ => reason,
+        };
         let status = match field(&rc.status) {
             s if s.is_empty() => default_status(rc.action).to_string(),
             s => s,
@@ -655,6 +663,7 @@ mod tests {
             status: status.into(),
             remote_mta: Some("mx.remote.example".into()),
             diagnostic: diag.into(),
+            text: None,
         }
     }
 
@@ -792,6 +801,7 @@ mod tests {
                 status: "2.0.0".into(),
                 remote_mta: None,
                 diagnostic: "x-unix; delivered to mailbox".into(),
+                text: None,
             },
             DsnRecipient {
                 final_recipient: "list@local.example".into(),
@@ -800,6 +810,7 @@ mod tests {
                 status: "2.0.0".into(),
                 remote_mta: None,
                 diagnostic: "alias expanded".into(),
+                text: None,
             },
             DsnRecipient {
                 final_recipient: "far@remote.example".into(),
@@ -808,6 +819,7 @@ mod tests {
                 status: "2.0.0".into(),
                 remote_mta: Some("mx.remote.example".into()),
                 diagnostic: "smtp; 250 2.0.0 Ok: queued as 9F".into(),
+                text: None,
             },
         ];
         let text = compose(&request(&rcpts, original, true));

@@ -215,6 +215,7 @@ fn return_to_sender(
             status: dsn.into(),
             remote_mta: None,
             diagnostic: format!("x-posthorn; {text}"),
+            text: None,
         }]
     } else {
         env.recipients
@@ -226,6 +227,7 @@ fn return_to_sender(
                 status: dsn.into(),
                 remote_mta: None,
                 diagnostic: format!("x-posthorn; {text}"),
+                text: None,
             })
             .collect()
     };

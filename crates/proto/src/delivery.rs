@@ -54,7 +54,8 @@ pub struct Status {
     pub outcome: Outcome,
     /// Enhanced status code.
     pub dsn: String,
-    /// The `relay=` text for the log (`local`, `virtual`, `host[addr]:port`).
+    /// The `relay=` text for the log (`local`, `virtual`, `host[addr]:port`; the smtp
+    /// client appends Postfix's `, conn_use=N` for a reused connection).
     pub relay: String,
     /// The reason or server reply, for logs and notices.
     pub reason: String,

@@ -59,7 +59,7 @@ impl ConnCache {
             return;
         }
         if let Some(pos) = self.entries.iter().position(|e| e.key == key) {
-            self.entries.swap_remove(pos).session.quit(s.timeouts.quit);
+            self.entries.swap_remove(pos).session.quit(closing_quit(s));
         }
         self.entries.push(Entry {
             key: key.to_string(),
@@ -80,7 +80,7 @@ impl ConnCache {
         self.entries = keep;
         for e in old {
             log::debug!("closing cached connection to {}", e.session.server.relay());
-            e.session.quit(s.timeouts.quit);
+            e.session.quit(closing_quit(s));
         }
     }
 
@@ -104,7 +104,14 @@ impl ConnCache {
     /// Closes every session (at exit).
     pub fn close_all(&mut self, s: &SmtpSettings) {
         for e in std::mem::take(&mut self.entries) {
-            e.session.quit(s.timeouts.quit);
+            e.session.quit(closing_quit(s));
         }
     }
+}
+
+/// How long closing an idle cached connection may wait for the QUIT reply: a polite
+/// goodbye, not worth stalling the next delivery for a dead peer (`smtp_quit_timeout`
+/// still applies, when it is shorter).
+fn closing_quit(s: &SmtpSettings) -> std::time::Duration {
+    s.timeouts.quit.min(std::time::Duration::from_secs(2))
 }

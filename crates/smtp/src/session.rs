@@ -259,11 +259,10 @@ impl Session {
         let t = &s.timeouts;
         let addr = SocketAddr::new(server.addr, server.port);
         let mut conn = Conn::connect(addr, t.connect).map_err(|e| {
-            soft(
-                "4.4.1",
-                format!("connect to {}: {}", server.relay(), error_text(&e)),
-                false,
-            )
+            let why = format!("connect to {}: {}", server.relay(), error_text(&e));
+            // Postfix logs each failed server before it tries the next one.
+            log::info!("{why}");
+            soft("4.4.1", why, false)
         })?;
         let mut tls_desc = None;
         if s.tls_wrappermode {
@@ -369,7 +368,13 @@ impl Session {
     ) -> (Vec<(usize, Status)>, bool) {
         self.transactions += 1;
         let na = self.server.namaddr();
-        let relay = self.server.relay();
+        // Postfix's `conn_use=N` after `relay=` when a connection carries its Nth message;
+        // the delivery line's relay text is where qmgr prints it.
+        let relay = if self.transactions > 1 {
+            format!("{}, conn_use={}", self.server.relay(), self.transactions)
+        } else {
+            self.server.relay()
+        };
         let status = |i: usize, outcome: Outcome, dsn: String, reason: String| {
             (
                 i,
