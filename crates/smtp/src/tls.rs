@@ -160,39 +160,11 @@ impl TlsClient {
 }
 
 /// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)`, as Postfix describes a
-/// session (OpenSSL's cipher names).
+/// session (OpenSSL's cipher names; posthorn-tls, shared with smtpd).
 pub fn describe(conn: &ClientConnection) -> String {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "TLS",
-    };
-    let suite = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_default();
-    let (name, bits) = openssl_name(&suite);
-    format!("{version} with cipher {name} ({bits}/{bits} bits)")
-}
-
-/// OpenSSL's name and the key bits of a rustls cipher suite name.
-fn openssl_name(suite: &str) -> (String, u32) {
-    let bits = if suite.contains("AES_128") { 128 } else { 256 };
-    let name = if let Some(rest) = suite.strip_prefix("TLS13_") {
-        format!("TLS_{rest}")
-    } else if let Some(rest) = suite.strip_prefix("TLS_ECDHE_") {
-        // TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 -> ECDHE-RSA-AES256-GCM-SHA384
-        let (auth, cipher) = rest.split_once("_WITH_").unwrap_or((rest, ""));
-        let cipher = cipher
-            .replace("AES_128", "AES128")
-            .replace("AES_256", "AES256")
-            .replace("CHACHA20_POLY1305_SHA256", "CHACHA20-POLY1305")
-            .replace('_', "-");
-        format!("ECDHE-{auth}-{cipher}")
-    } else {
-        suite.to_string()
-    };
-    (name, bits)
+    posthorn_tls::session_info(conn)
+        .map(|i| i.describe())
+        .unwrap_or_else(|| "TLS".to_string())
 }
 
 /// Accepts any certificate (levels `may` and `encrypt`), still checking the handshake
@@ -252,22 +224,6 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cipher_names() {
-        assert_eq!(
-            openssl_name("TLS13_AES_256_GCM_SHA384"),
-            ("TLS_AES_256_GCM_SHA384".to_string(), 256)
-        );
-        assert_eq!(
-            openssl_name("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
-            ("ECDHE-RSA-AES128-GCM-SHA256".to_string(), 128)
-        );
-        assert_eq!(
-            openssl_name("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256").0,
-            "ECDHE-ECDSA-CHACHA20-POLY1305"
-        );
-    }
 
     #[test]
     fn names_follow_the_level() {
