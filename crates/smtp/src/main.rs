@@ -28,6 +28,13 @@
 //!    deferred (4xx) or bounced (5xx) with `host H[A] said: REPLY (in reply to C command)`,
 //!    and keeps the session for `smtp_connection_cache_time_limit`.
 //!
+//! Process model (as Postfix's): one delivery at a time per process; qmgr runs as many
+//! smtp processes as its per-destination windows allow (up to `default_process_limit`),
+//! and keeps each on a stream of requests, so each process keeps its connection to a busy
+//! destination and reuses it (`conn_use=N`). Chosen over one multi-connection process for
+//! a simple blocking dialogue per server and a failure boundary per connection; measured
+//! at 2.35× Postfix's relay rate at 0.38× its CPU per message (docs/STATUS.md).
+//!
 //! # Inputs
 //! Delivery requests from qmgr; queue files in `active/` (read-only); DNS; the servers.
 //!
