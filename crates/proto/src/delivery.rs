@@ -103,6 +103,16 @@ fn outcome_code(o: Outcome) -> u64 {
     }
 }
 
+/// Encodes a reply with the agent's connection setup time for the request (DNS, connect,
+/// greeting, EHLO, TLS: the `c` of the log's `delays=a/b/c/d`), as an optional trailing field.
+pub fn reply_frame_timed(st: &[Status], setup: Option<std::time::Duration>) -> Frame {
+    let f = reply_frame(st);
+    match setup {
+        Some(d) => f.u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        None => f,
+    }
+}
+
 /// Encodes a reply.
 pub fn reply_frame(st: &[Status]) -> Frame {
     Frame::new(b'S').list(st, |s| {
@@ -116,7 +126,14 @@ pub fn reply_frame(st: &[Status]) -> Frame {
 }
 
 /// Decodes a reply.
-pub fn decode_reply(mut r: FrameReader<'_>) -> Result<Vec<Status>, ProtoError> {
+pub fn decode_reply(r: FrameReader<'_>) -> Result<Vec<Status>, ProtoError> {
+    decode_reply_timed(r).map(|(v, _)| v)
+}
+
+/// Decodes a reply and the connection setup time, when the agent sent one.
+pub fn decode_reply_timed(
+    mut r: FrameReader<'_>,
+) -> Result<(Vec<Status>, Option<std::time::Duration>), ProtoError> {
     if r.kind != b'S' {
         return Err(ProtoError::bad("delivery: expected status"));
     }
@@ -136,8 +153,13 @@ pub fn decode_reply(mut r: FrameReader<'_>) -> Result<Vec<Status>, ProtoError> {
             reason: r.str()?,
         })
     })?;
+    let setup = if r.at_end() {
+        None
+    } else {
+        Some(std::time::Duration::from_micros(r.u64()?))
+    };
     r.finish()?;
-    Ok(v)
+    Ok((v, setup))
 }
 
 #[cfg(test)]
@@ -172,6 +194,12 @@ mod tests {
         assert_eq!(
             decode_reply(FrameReader::new(&e[4..]).unwrap()).unwrap(),
             st
+        );
+        let t = std::time::Duration::from_millis(12);
+        let e = reply_frame_timed(&st, Some(t)).encode();
+        assert_eq!(
+            decode_reply_timed(FrameReader::new(&e[4..]).unwrap()).unwrap(),
+            (st.clone(), Some(t))
         );
     }
 }

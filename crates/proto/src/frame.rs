@@ -164,6 +164,11 @@ impl<'a> FrameReader<'a> {
         Ok(out)
     }
 
+    /// Whether every field was consumed (for optional trailing fields).
+    pub fn at_end(&self) -> bool {
+        self.data.is_empty()
+    }
+
     /// Checks that every field was consumed.
     pub fn finish(&self) -> Result<(), ProtoError> {
         if self.data.is_empty() {

@@ -190,7 +190,7 @@ fn is_dsn(s: &str) -> bool {
 fn feedback(a: &Answer) -> Feedback {
     match a {
         Answer::Failed(why) => Feedback::Failed(why.clone()),
-        Answer::Delivered(st)
+        Answer::Delivered(st, _)
             if !st.is_empty()
                 && st
                     .iter()
@@ -245,6 +245,9 @@ pub struct Scheduler {
     rcpts_active: usize,
     /// A graceful stop is under way: no new jobs start.
     stopping: bool,
+    /// The connection setup time the agent reported for the job being recorded (`c` of
+    /// `delays=a/b/c/d`).
+    setup: Option<Duration>,
     done_rx: Receiver<Done>,
     wake_r: UnixStream,
     next_deferred_scan: Instant,
@@ -303,6 +306,7 @@ impl Scheduler {
             dests: Destinations::default(),
             rcpts_active: 0,
             stopping: false,
+            setup: None,
             done_rx,
             wake_r,
             next_deferred_scan: Instant::now(),
@@ -916,7 +920,8 @@ impl Scheduler {
         msg.outstanding = msg.outstanding.saturating_sub(1);
         let info_is_delivery = info.notice.is_none();
         match (info.notice, done.answer) {
-            (None, Answer::Delivered(statuses)) => {
+            (None, Answer::Delivered(statuses, setup)) => {
+                self.setup = setup;
                 for r in &info.rcpts {
                     // Only answers about recipients we asked for count; a missing one defers.
                     let st = statuses
@@ -932,6 +937,7 @@ impl Scheduler {
                         });
                     self.record_status(&mut msg, &st, done.started);
                 }
+                self.setup = None;
             }
             (None, Answer::Failed(why)) | (None, Answer::Notified(bounce::Reply::Failed(why))) => {
                 log::warn!("{}: transport {}: {why}", msg.id, info.transport);
@@ -1022,20 +1028,23 @@ impl Scheduler {
         let now = Instant::now();
         let a = msg.activated.duration_since(msg.activated)
             + since(msg.arrival).saturating_sub(now.duration_since(msg.activated));
-        let (b, d) = match dispatched {
+        let (b, agent) = match dispatched {
             Some(t) => (t.duration_since(msg.activated), now.duration_since(t)),
             None => (now.duration_since(msg.activated), Duration::ZERO),
         };
+        let c = self.setup.unwrap_or_default().min(agent);
+        let d = agent - c;
         let orig = match orig {
             Some(o) if !o.is_empty() && o != rcpt => format!(", orig_to=<{o}>"),
             _ => String::new(),
         };
         log::info!(
-            "{}: to=<{rcpt}>{orig}, relay={relay}, delay={}, delays={}/{}/0/{}, dsn={dsn}, status={status} ({reason})",
+            "{}: to=<{rcpt}>{orig}, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={dsn}, status={status} ({reason})",
             msg.id,
             fmt_delay(since(msg.arrival)),
             fmt_delay(a),
             fmt_delay(b),
+            fmt_delay(c),
             fmt_delay(d)
         );
     }

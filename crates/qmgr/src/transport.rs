@@ -36,8 +36,8 @@ pub struct Job {
 
 /// A worker's answer.
 pub enum Answer {
-    /// Per-recipient statuses from an agent.
-    Delivered(Vec<Status>),
+    /// Per-recipient statuses from an agent, and its connection setup time if it said.
+    Delivered(Vec<Status>, Option<Duration>),
     /// The bounce daemon's reply.
     Notified(bounce::Reply),
     /// The agent could not be reached or broke the protocol.
@@ -222,8 +222,8 @@ fn run(
         Work::Deliver(d) => {
             c.send(&d.frame())?;
             c.flush()?;
-            let st = delivery::decode_reply(c.read_frame()?)?;
-            Ok(Answer::Delivered(st))
+            let (st, setup) = delivery::decode_reply_timed(c.read_frame()?)?;
+            Ok(Answer::Delivered(st, setup))
         }
         Work::Notify(n) => {
             c.send(&n.frame())?;
@@ -299,7 +299,7 @@ mod tests {
         };
         let mut conn = None;
         match run(&mut conn, &path, &request(), t) {
-            Ok(Answer::Delivered(st)) => assert_eq!(st[0].offset, 7),
+            Ok(Answer::Delivered(st, _)) => assert_eq!(st[0].offset, 7),
             Ok(_) => panic!("unexpected answer"),
             Err(e) => panic!("request failed: {e}"),
         }

@@ -21,6 +21,10 @@ pub struct Agent {
     resolver: Box<dyn Resolver>,
     tls: Option<TlsClient>,
     cache: ConnCache,
+    started: std::time::Instant,
+    /// Connection setup time of the last request (DNS, connect, greeting, EHLO, TLS, or the
+    /// RSET of a reused connection), for the `c` of qmgr's `delays=a/b/c/d`.
+    pub last_setup: Option<std::time::Duration>,
 }
 
 /// Per-recipient progress within one request.
@@ -87,11 +91,15 @@ impl Agent {
             resolver,
             tls,
             cache: ConnCache::new(),
+            started: std::time::Instant::now(),
+            last_setup: None,
         }
     }
 
     /// Delivers `req`: one status per recipient, in request order.
     pub fn deliver(&mut self, req: &Request<'_>) -> Vec<Status> {
+        self.started = std::time::Instant::now();
+        self.last_setup = None;
         let n = req.rcpts.len();
         let mut p = Progress {
             done: vec![None; n],
@@ -238,6 +246,9 @@ impl Agent {
 
     /// Runs a transaction for the pending recipients and keeps the session if it is usable.
     fn use_session(&mut self, mut s: Session, key: &str, req: &Request<'_>, p: &mut Progress) {
+        if self.last_setup.is_none() {
+            self.last_setup = Some(self.started.elapsed());
+        }
         let which = p.pending();
         let (statuses, usable) = s.transaction(&self.settings, req, &which);
         for (i, st) in statuses {

@@ -5,7 +5,7 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use posthorn_proto::delivery::{Deliver, Outcome, PROTOCOL, Status, VERSION, reply_frame};
+use posthorn_proto::delivery::{Deliver, Outcome, PROTOCOL, Status, VERSION, reply_frame_timed};
 use posthorn_proto::{Conn, ProtoError};
 use posthorn_queue::file::QueueFile;
 use posthorn_queue::{QueueId, QueueLayout, QueueName};
@@ -138,7 +138,7 @@ pub fn serve(d: &Daemon, agent: &mut Agent, stream: UnixStream) -> Result<(), Pr
             Err(e) => return Err(e),
         };
         let statuses = handle_request(agent, &d.layout, &req);
-        conn.send(&reply_frame(&statuses))?;
+        conn.send(&reply_frame_timed(&statuses, agent.last_setup))?;
         conn.flush()?;
     }
 }
