@@ -106,3 +106,58 @@ fn virtual_aliases_are_expanded_in_cleanup() {
     let notice = inst.wait_for_text(&mbox, "User unknown in virtual alias table");
     assert!(notice.contains("nobody@valias.test"), "{notice}");
 }
+
+#[test]
+fn too_many_received_headers_is_a_loop() {
+    let mut inst = Instance::new("hopcount_limit = 5\n");
+    inst.start();
+    let mut c = posthorn_testkit::smtp::Client::connect(inst.smtp_port);
+    c.expect("EHLO client.test", 250);
+    c.expect("MAIL FROM:<a@example.org>", 250);
+    c.expect(&format!("RCPT TO:<{}>", me(&inst)), 250);
+    let hops: String = (0..6)
+        .map(|i| {
+            format!(
+                "Received: from hop{i}.test by hop{}.test; Wed, 25 Nov 2026 10:00:00 +0000\r\n",
+                i + 1
+            )
+        })
+        .collect();
+    let r = c.data(&format!("{hops}Subject: loop\r\n\r\nround and round\r\n"));
+    assert_eq!(r.code, 554, "{}", r.wire());
+    assert!(
+        r.text().contains("5.4.6") && r.text().contains("too many hops"),
+        "{}",
+        r.wire()
+    );
+    // Within the limit it is fine.
+    c.expect("MAIL FROM:<a@example.org>", 250);
+    c.expect(&format!("RCPT TO:<{}>", me(&inst)), 250);
+    let hops: String = hops.lines().take(4).map(|l| format!("{l}\r\n")).collect();
+    let r = c.data(&format!("{hops}Subject: fine\r\n\r\nonce\r\n"));
+    assert_eq!(r.code, 250, "{}", r.wire());
+}
+
+#[test]
+fn a_server_with_our_own_name_is_a_loop() {
+    // Both instances call themselves mail.example.test: relaying from one to the other
+    // would loop in a real deployment (an MX pointing back at us).
+    let mut receiver = Instance::new("");
+    receiver.start();
+    let mut sender = Instance::new(&format!(
+        "transport_maps = inline:{{ {{loop.test=smtp:[127.0.0.1]:{}}} }}\n",
+        receiver.smtp_port
+    ));
+    sender.start();
+    let out = sender.sendmail(
+        &["-f", &me(&sender), "x@loop.test"],
+        "Subject: loop\n\nbody\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    sender.expect_log("to=<x@loop.test>", T);
+    let line = sender.log_line("to=<x@loop.test>");
+    assert!(
+        line.contains("dsn=5.4.6, status=bounced (mail for 127.0.0.1 loops back to myself)"),
+        "{line}"
+    );
+}

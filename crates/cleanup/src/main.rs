@@ -12,6 +12,8 @@
 //! ID goes back right away. For each message cleanup:
 //! - checks the records strictly (types, order, CRCs) and the size against
 //!   `message_size_limit` (`5.3.4 message file too big`);
+//! - refuses a message with more than `hopcount_limit` Received: headers (a mail loop,
+//!   5.4.6);
 //! - qualifies unqualified sender and recipient addresses with `myorigin`;
 //! - expands recipients through `virtual_alias_maps` (recursively; the original address is
 //!   kept for logs and notices);
@@ -34,7 +36,7 @@
 //! # Configuration parameters
 //! `message_size_limit`, `header_size_limit`, `myhostname`, `myorigin`, `queue_directory`,
 //! `virtual_alias_maps`, `virtual_alias_recursion_limit`, `virtual_alias_expansion_limit`,
-//! `recipient_delimiter`, `mydestination`.
+//! `recipient_delimiter`, `mydestination`, `hopcount_limit`.
 
 mod message;
 mod valias;

@@ -17,6 +17,7 @@ pub struct Settings {
     myorigin: String,
     size_limit: u64,
     header_limit: usize,
+    hopcount_limit: usize,
 }
 
 impl Settings {
@@ -29,6 +30,7 @@ impl Settings {
             myhostname: c.get("myhostname"),
             myorigin: c.get("myorigin"),
             size_limit: c.get_size("message_size_limit"),
+            hopcount_limit: usize::try_from(c.get_int("hopcount_limit")).unwrap_or(50),
             header_limit: usize::try_from(c.get_size("header_size_limit"))
                 .unwrap_or(102_400)
                 .max(1024),
@@ -259,6 +261,14 @@ impl<'a> Message<'a> {
         let head = &buf[..head_len];
         let (ranges, body_at) = posthorn_message::split_header_ranges(head);
         let (mut headers, _) = posthorn_message::split_headers(head);
+        // A mail loop (Postfix's hopcount_limit): refused here, so that nothing is queued.
+        let hops = headers.get_all("Received").len();
+        if self.s.hopcount_limit > 0 && hops > self.s.hopcount_limit {
+            return Err(perm(
+                "5.4.6",
+                format!("too many hops: {hops} Received: headers (mail forwarding loop)"),
+            ));
+        }
         let now = SystemTime::now();
         // A local user's file says when it was submitted; never trust a time in the future
         // (it would keep the message from ever expiring).

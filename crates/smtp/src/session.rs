@@ -291,7 +291,7 @@ impl Session {
                 retry_plaintext: false,
             });
         }
-        let mut features = hello(&mut conn, s, &na)?;
+        let mut features = hello(&mut conn, s, &na, nexthop)?;
         if tls_desc.is_none() && s.tls_level != TlsLevel::None {
             if !features.starttls || !use_tls {
                 if s.tls_level.required() {
@@ -311,7 +311,7 @@ impl Session {
                     let (c, desc) = handshake(conn, server, s, tls, nexthop)?;
                     conn = c;
                     tls_desc = Some(desc);
-                    features = hello(&mut conn, s, &na)?;
+                    features = hello(&mut conn, s, &na, nexthop)?;
                 } else if s.tls_level.required() {
                     return Err(soft(
                         "4.7.5",
@@ -581,8 +581,15 @@ impl Session {
     }
 }
 
-/// EHLO (or HELO when EHLO is refused with 5xx, or when `smtp_never_send_ehlo`).
-fn hello(conn: &mut Conn, s: &SmtpSettings, na: &str) -> Result<Features, SessionError> {
+/// EHLO (or HELO when EHLO is refused with 5xx, or when `smtp_never_send_ehlo`). A
+/// server that greets with our own name is ourselves: the mail would loop (Postfix's
+/// `mail for DEST loops back to myself`, 5.4.6).
+fn hello(
+    conn: &mut Conn,
+    s: &SmtpSettings,
+    na: &str,
+    nexthop: &str,
+) -> Result<Features, SessionError> {
     let t = s.timeouts.helo;
     let fail = |f: IoFail, phase: Phase| SessionError {
         permanent: false,
@@ -603,6 +610,20 @@ fn hello(conn: &mut Conn, s: &SmtpSettings, na: &str) -> Result<Features, Sessio
             .map_err(|f| fail(f, Phase::Ehlo))?;
         let r = conn.read_reply(t).map_err(|f| fail(f, Phase::Ehlo))?;
         if r.is_positive() {
+            let name = r
+                .line_texts()
+                .next()
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or("");
+            if !name.is_empty() && name.eq_ignore_ascii_case(&s.helo_name) {
+                return Err(SessionError {
+                    permanent: true,
+                    dsn: "5.4.6".into(),
+                    reason: format!("mail for {nexthop} loops back to myself"),
+                    reached_smtp: true,
+                    retry_plaintext: false,
+                });
+            }
             return Ok(Features::from_ehlo(&r, &s.discard_ehlo_keywords));
         }
         if r.is_temporary() {
