@@ -128,10 +128,10 @@ fn alias_to_a_local_user() {
         msg.replace("\nFrom the body", "\n>From the body")
     );
     assert_eq!(normalize(&text), want);
-    // local answers once per queue-file recipient: qmgr logs the alias as the recipient
+    // local logs once per queue-file recipient, with the alias as the recipient
     // (Postfix's local logs each expanded target: to=<USER@$myorigin>,
     // orig_to=<postmaster@localhost>).
-    assert!(line.contains("posthorn/qmgr["), "{line}");
+    assert!(line.contains("posthorn/local["), "{line}");
     assert!(
         line.contains(&format!(
             "{qid}: to=<postmaster@localhost>, relay=local, delay="

@@ -94,9 +94,10 @@ fn check_notice(notice: &str, rcpt: &str, status: &str, reason: &str) {
     );
 }
 
-/// The log line qmgr writes for `rcpt` of message `qid` that ends with `tail` (status
-/// code, status, reason), waiting for it; checks its start (process, queue ID, recipient,
-/// relay) and returns it.
+/// The log line for `rcpt` of message `qid` that ends with `tail` (status code, status,
+/// reason), waiting for it; checks its start (process, queue ID, recipient, relay) and
+/// returns it. The delivery agent writes it (`relay=local` from posthorn/local, ...);
+/// qmgr writes the results it decides itself (`relay=none`).
 fn check_result(inst: &Instance, qid: &str, rcpt: &str, relay: &str, tail: &str) -> String {
     let head = format!("{qid}: to=<{rcpt}>");
     let find = || {
@@ -111,7 +112,11 @@ fn check_result(inst: &Instance, qid: &str, rcpt: &str, relay: &str, tail: &str)
         inst.log_text()
     );
     let line = find().unwrap_or_default();
-    assert!(line.contains("posthorn/qmgr["), "{line}");
+    let writer = match relay {
+        "none" => "qmgr",
+        agent => agent,
+    };
+    assert!(line.contains(&format!("posthorn/{writer}[")), "{line}");
     assert!(
         line.contains(&format!("{head}, relay={relay}, delay=")),
         "{line}"

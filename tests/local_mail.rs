@@ -57,7 +57,7 @@ fn virtual_maildir_delivery_is_byte_exact() {
     assert!(inst.queue_empty());
     // The log line has Postfix's shape.
     let sent = log.lines().find(|l| l.contains("status=sent")).unwrap();
-    assert!(sent.contains(&"posthorn/qmgr[".to_string()), "{sent}");
+    assert!(sent.contains(&"posthorn/virtual[".to_string()), "{sent}");
     assert!(
         sent.contains(&format!(
             "{qid}: to=<alice@virt.test>, relay=virtual, delay="

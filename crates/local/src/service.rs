@@ -84,14 +84,22 @@ pub fn serve(
     stream: UnixStream,
     handle: &mut dyn FnMut(&Deliver) -> Vec<Status>,
 ) -> Result<(), ProtoError> {
-    serve_conn(stream, &mut |s| d.wait_readable(s, None), handle)
+    let soft_bounce = d.config.get_bool("soft_bounce");
+    serve_conn(
+        stream,
+        &mut |s| d.wait_readable(s, None),
+        handle,
+        soft_bounce,
+    )
 }
 
-/// [`serve`] with the wait for input injected: `wait` returns false to stop serving.
+/// [`serve`] with the wait for input injected: `wait` returns false to stop serving. Each
+/// result is logged here (Postfix's `to=<...>, relay=local, ... status=sent` line).
 pub fn serve_conn(
     stream: UnixStream,
     wait: &mut dyn FnMut(&UnixStream) -> bool,
     handle: &mut dyn FnMut(&Deliver) -> Vec<Status>,
+    soft_bounce: bool,
 ) -> Result<(), ProtoError> {
     let mut conn = Conn::new(stream)?;
     conn.greet(PROTOCOL, VERSION)?;
@@ -104,7 +112,9 @@ pub fn serve_conn(
             Err(ProtoError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
+        let started = std::time::Instant::now();
         let statuses = handle(&req);
+        posthorn_server::delivery_log::log_results(&req, &statuses, started, None, soft_bounce);
         conn.send(&reply_frame(&statuses))?;
         conn.flush()?;
     }
@@ -183,7 +193,7 @@ mod tests {
                     })
                     .collect()
             };
-            serve_conn(server, &mut |_| true, &mut handle)
+            serve_conn(server, &mut |_| true, &mut handle, false)
         });
         let mut c = Conn::new(client).unwrap();
         let mut hello = c.read_frame().unwrap();
@@ -201,6 +211,7 @@ mod tests {
                     address: format!("u{n}"),
                     orig: String::new(),
                 }],
+                timing: Default::default(),
             };
             c.send(&req.frame()).unwrap();
         }
@@ -220,7 +231,9 @@ mod tests {
 
         // A clean close ends it quietly.
         let (server, client) = UnixStream::pair().unwrap();
-        let t = std::thread::spawn(move || serve_conn(server, &mut |_| true, &mut |_| Vec::new()));
+        let t = std::thread::spawn(move || {
+            serve_conn(server, &mut |_| true, &mut |_| Vec::new(), false)
+        });
         let mut c = Conn::new(client).unwrap();
         assert_eq!(c.read_frame().unwrap().kind, b'H');
         drop(c);

@@ -86,6 +86,7 @@ fn queue(layout: &QueueLayout, rcpts: &[&str]) -> Deliver {
                 orig: String::new(),
             })
             .collect(),
+        timing: Default::default(),
     }
 }
 

@@ -105,6 +105,7 @@ impl Env {
                     orig: String::new(),
                 })
                 .collect(),
+            timing: Default::default(),
         }
     }
 

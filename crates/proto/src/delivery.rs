@@ -21,6 +21,18 @@ pub struct Rcpt {
     pub orig: String,
 }
 
+/// When the message arrived and how long it waited before this request, for the agent's
+/// log line (`delay=`, and `a`/`b` of `delays=a/b/c/d`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Arrival time, microseconds since the Unix epoch (0: unknown).
+    pub arrival_us: u64,
+    /// Time from arrival until qmgr took the message (`a`), in microseconds.
+    pub before_qmgr_us: u64,
+    /// Time in qmgr until this request (`b`), in microseconds.
+    pub in_qmgr_us: u64,
+}
+
 /// A delivery request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deliver {
@@ -32,6 +44,8 @@ pub struct Deliver {
     pub nexthop: String,
     /// The recipients.
     pub rcpts: Vec<Rcpt>,
+    /// Timing for the log line (optional on the wire: absent means unknown).
+    pub timing: Timing,
 }
 
 /// The outcome for one recipient.
@@ -71,6 +85,9 @@ impl Deliver {
             .list(&self.rcpts, |r| {
                 Frame::new(0).u64(r.offset).str(&r.address).str(&r.orig)
             })
+            .u64(self.timing.arrival_us)
+            .u64(self.timing.before_qmgr_us)
+            .u64(self.timing.in_qmgr_us)
     }
 
     /// Decodes a request.
@@ -78,7 +95,7 @@ impl Deliver {
         if r.kind != b'D' {
             return Err(ProtoError::bad("delivery: expected request"));
         }
-        let d = Deliver {
+        let mut d = Deliver {
             queue_name: r.str()?,
             queue_id: r.str()?,
             nexthop: r.str()?,
@@ -89,7 +106,15 @@ impl Deliver {
                     orig: r.str()?,
                 })
             })?,
+            timing: Timing::default(),
         };
+        if !r.at_end() {
+            d.timing = Timing {
+                arrival_us: r.u64()?,
+                before_qmgr_us: r.u64()?,
+                in_qmgr_us: r.u64()?,
+            };
+        }
         r.finish()?;
         Ok(d)
     }
@@ -177,6 +202,11 @@ mod tests {
                 address: "a@b".into(),
                 orig: "".into(),
             }],
+            timing: Timing {
+                arrival_us: 1,
+                before_qmgr_us: 2,
+                in_qmgr_us: 3,
+            },
         };
         let e = d.frame().encode();
         assert_eq!(

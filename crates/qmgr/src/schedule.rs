@@ -21,6 +21,7 @@ use posthorn_server::Daemon;
 
 use crate::dest::{Destinations, Feedback, Limits};
 use crate::transport::{Answer, Done, Job, Timeouts, Transports, Work};
+use posthorn_server::delivery_log;
 
 /// How long a graceful stop waits for outstanding jobs (master sends SIGKILL after 10 s).
 const DRAIN_LIMIT: Duration = Duration::from_secs(8);
@@ -140,6 +141,17 @@ impl Settings {
     }
 }
 
+/// The message's timing for a delivery request (the agent's log line).
+fn timing_of(msg: &Msg) -> posthorn_proto::delivery::Timing {
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let in_qmgr = msg.activated.elapsed();
+    posthorn_proto::delivery::Timing {
+        arrival_us: msg.arrival.duration_since(UNIX_EPOCH).map_or(0, us),
+        before_qmgr_us: us(since(msg.arrival).saturating_sub(in_qmgr)),
+        in_qmgr_us: us(in_qmgr),
+    }
+}
+
 /// The transports qmgr answers itself: `error:text` bounces (the text may start with a
 /// status code, as in transport(5)), `retry:text` defers, `discard:text` drops the mail
 /// as delivered.
@@ -252,24 +264,6 @@ pub struct Scheduler {
     wake_r: UnixStream,
     next_deferred_scan: Instant,
     next_tmp_sweep: Instant,
-}
-
-fn fmt_delay(d: Duration) -> String {
-    let x = d.as_secs_f64();
-    if x >= 10.0 {
-        format!("{}", x.round() as u64)
-    } else if x >= 1.0 {
-        let s = format!("{x:.1}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        let s = format!("{x:.2}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        if s.is_empty() || s == "0" {
-            "0".to_string()
-        } else {
-            s.to_string()
-        }
-    }
 }
 
 fn since(t: SystemTime) -> Duration {
@@ -773,7 +767,7 @@ impl Scheduler {
             }
         }
         for st in settled {
-            self.record_status(msg, &st, Instant::now());
+            self.record_status(msg, &st, Instant::now(), true);
         }
         for (t, hop, rcpts) in groups {
             let socket = self.layout.private_socket(&t);
@@ -790,6 +784,7 @@ impl Scheduler {
                             reason: why.clone(),
                         },
                         Instant::now(),
+                        true,
                     );
                 }
                 continue;
@@ -811,6 +806,8 @@ impl Scheduler {
                 queue_id: msg.id.to_string(),
                 nexthop: hop,
                 rcpts: rcpts.clone(),
+                // Filled in when the job starts (pump).
+                timing: Default::default(),
             };
             self.jobs.insert(
                 self.seq,
@@ -857,6 +854,7 @@ impl Scheduler {
                     reason: format!("delivery temporarily suspended: {why}"),
                 },
                 Instant::now(),
+                true,
             );
         }
         let _ = t;
@@ -872,10 +870,13 @@ impl Scheduler {
             let Some(info) = self.jobs.get_mut(&seq) else {
                 continue;
             };
-            let Some(work) = info.waiting.take() else {
+            let Some(mut work) = info.waiting.take() else {
                 continue;
             };
             info.dispatched = Instant::now();
+            if let (Work::Deliver(req), Some(msg)) = (&mut work, self.active.get(&info.msg)) {
+                req.timing = timing_of(msg);
+            }
             self.transports
                 .submit(t, socket.clone(), self.s.process_limit, Job { seq, work });
         }
@@ -935,7 +936,7 @@ impl Scheduler {
                             relay: info.transport.clone(),
                             reason: "delivery agent gave no status".into(),
                         });
-                    self.record_status(&mut msg, &st, done.started);
+                    self.record_status(&mut msg, &st, done.started, false);
                 }
                 self.setup = None;
             }
@@ -949,7 +950,7 @@ impl Scheduler {
                         relay: info.transport.clone(),
                         reason: "delivery temporarily suspended: mail transport error".into(),
                     };
-                    self.record_status(&mut msg, &st, info.dispatched);
+                    self.record_status(&mut msg, &st, info.dispatched, true);
                 }
             }
             (Some(kind), answer) => {
@@ -1026,30 +1027,33 @@ impl Scheduler {
         dispatched: Option<Instant>,
     ) {
         let now = Instant::now();
-        let a = msg.activated.duration_since(msg.activated)
-            + since(msg.arrival).saturating_sub(now.duration_since(msg.activated));
-        let (b, agent) = match dispatched {
+        let a = since(msg.arrival).saturating_sub(now.duration_since(msg.activated));
+        let (b, d) = match dispatched {
             Some(t) => (t.duration_since(msg.activated), now.duration_since(t)),
             None => (now.duration_since(msg.activated), Duration::ZERO),
         };
-        let c = self.setup.unwrap_or_default().min(agent);
-        let d = agent - c;
-        let orig = match orig {
-            Some(o) if !o.is_empty() && o != rcpt => format!(", orig_to=<{o}>"),
-            _ => String::new(),
+        let line = delivery_log::Line {
+            queue_id: &msg.id.to_string(),
+            rcpt,
+            orig,
+            relay,
+            delays: delivery_log::Delays {
+                total: since(msg.arrival),
+                a,
+                b,
+                c: Duration::ZERO,
+                d,
+            },
+            dsn,
+            status,
+            reason,
         };
-        log::info!(
-            "{}: to=<{rcpt}>{orig}, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={dsn}, status={status} ({reason})",
-            msg.id,
-            fmt_delay(since(msg.arrival)),
-            fmt_delay(a),
-            fmt_delay(b),
-            fmt_delay(c),
-            fmt_delay(d)
-        );
+        log::info!("{}", line.text());
     }
 
-    fn record_status(&mut self, msg: &mut Msg, st: &Status, dispatched: Instant) {
+    /// Records one recipient's result; `log` is false when the delivery agent already
+    /// wrote the log line (its own results), true for results qmgr decides itself.
+    fn record_status(&mut self, msg: &mut Msg, st: &Status, dispatched: Instant, log: bool) {
         let Some(r) = msg
             .env
             .recipients
@@ -1070,16 +1074,18 @@ impl Scheduler {
         let orig = r.orig.clone().unwrap_or_default();
         match outcome {
             Outcome::Sent => {
-                self.log_result(
-                    msg,
-                    &r.address,
-                    r.orig.as_deref(),
-                    &st.relay,
-                    &dsn,
-                    "sent",
-                    &st.reason,
-                    Some(dispatched),
-                );
+                if log {
+                    self.log_result(
+                        msg,
+                        &r.address,
+                        r.orig.as_deref(),
+                        &st.relay,
+                        &dsn,
+                        "sent",
+                        &st.reason,
+                        Some(dispatched),
+                    );
+                }
                 if let Err(e) = file::mark_done(&msg.file, r.offset) {
                     log::warn!("{}: cannot record delivery to {}: {e}", msg.id, r.address);
                 }
@@ -1100,16 +1106,18 @@ impl Scheduler {
                 }
             }
             Outcome::Deferred => {
-                self.log_result(
-                    msg,
-                    &r.address,
-                    r.orig.as_deref(),
-                    &st.relay,
-                    &dsn,
-                    "deferred",
-                    &st.reason,
-                    Some(dispatched),
-                );
+                if log {
+                    self.log_result(
+                        msg,
+                        &r.address,
+                        r.orig.as_deref(),
+                        &st.relay,
+                        &dsn,
+                        "deferred",
+                        &st.reason,
+                        Some(dispatched),
+                    );
+                }
                 msg.deferred.push(LogEntry {
                     recipient: r.address.clone(),
                     orig,
@@ -1118,16 +1126,18 @@ impl Scheduler {
                 });
             }
             Outcome::Bounced => {
-                self.log_result(
-                    msg,
-                    &r.address,
-                    r.orig.as_deref(),
-                    &st.relay,
-                    &dsn,
-                    "bounced",
-                    &st.reason,
-                    Some(dispatched),
-                );
+                if log {
+                    self.log_result(
+                        msg,
+                        &r.address,
+                        r.orig.as_deref(),
+                        &st.relay,
+                        &dsn,
+                        "bounced",
+                        &st.reason,
+                        Some(dispatched),
+                    );
+                }
                 msg.bounced.push(Entry {
                     recipient: r.address.clone(),
                     orig,
@@ -1553,15 +1563,5 @@ mod tests {
         s.scan(QueueName::Incoming, false);
         assert!(!stale.exists());
         assert!(fresh.exists() && other.exists() && maildrop.exists());
-    }
-
-    #[test]
-    fn delay_format() {
-        assert_eq!(fmt_delay(Duration::ZERO), "0");
-        assert_eq!(fmt_delay(Duration::from_millis(3)), "0");
-        assert_eq!(fmt_delay(Duration::from_millis(150)), "0.15");
-        assert_eq!(fmt_delay(Duration::from_millis(100)), "0.1");
-        assert_eq!(fmt_delay(Duration::from_millis(2340)), "2.3");
-        assert_eq!(fmt_delay(Duration::from_secs(37)), "37");
     }
 }

@@ -248,6 +248,7 @@ mod tests {
                 address: "u@localhost".into(),
                 orig: String::new(),
             }],
+            timing: Default::default(),
         })
     }
 

@@ -18,6 +18,7 @@
 //! Run without master (tests, debugging), a daemon has no listeners and no status pipe.
 
 pub mod cleanup_client;
+pub mod delivery_log;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

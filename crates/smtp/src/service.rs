@@ -115,6 +115,7 @@ pub fn handle_request(agent: &mut Agent, layout: &QueueLayout, req: &Deliver) ->
 /// Serves one qmgr connection until qmgr closes it, the daemon is asked to stop, or a
 /// protocol error. Cached sessions expire while waiting.
 pub fn serve(d: &Daemon, agent: &mut Agent, stream: UnixStream) -> Result<(), ProtoError> {
+    let soft_bounce = d.config.get_bool("soft_bounce");
     let mut conn = Conn::new(stream)?;
     conn.greet(PROTOCOL, VERSION)?;
     loop {
@@ -137,7 +138,15 @@ pub fn serve(d: &Daemon, agent: &mut Agent, stream: UnixStream) -> Result<(), Pr
             Err(ProtoError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
+        let started = std::time::Instant::now();
         let statuses = handle_request(agent, &d.layout, &req);
+        posthorn_server::delivery_log::log_results(
+            &req,
+            &statuses,
+            started,
+            agent.last_setup,
+            soft_bounce,
+        );
         conn.send(&reply_frame_timed(&statuses, agent.last_setup))?;
         conn.flush()?;
     }

@@ -123,14 +123,22 @@ impl TlsClient {
     }
 
     /// The name given to rustls for a server `host` reached for `nexthop`: the name that
-    /// is verified (`verify`: the host; `secure`: the next-hop domain), otherwise the SNI
+    /// is verified (`verify`: the host; `secure`: the next-hop domain, or the host when it
+    /// is a subdomain of the next hop — Postfix's default `smtp_tls_secure_cert_match =
+    /// nexthop, dot-nexthop`, checked through the MX host's own name), otherwise the SNI
     /// name of `smtp_tls_servername` (which is sent only when that parameter is not empty).
     pub fn server_name(
         s: &SmtpSettings,
         host: &str,
         nexthop: &str,
     ) -> Result<ServerName<'static>, String> {
+        let under_nexthop = {
+            let (h, n) = (host.to_ascii_lowercase(), nexthop.to_ascii_lowercase());
+            let n = n.trim_end_matches('.');
+            h.trim_end_matches('.').ends_with(&format!(".{n}"))
+        };
         let name = match (s.tls_level, &s.tls_servername) {
+            (TlsLevel::Secure, _) if under_nexthop => host,
             (TlsLevel::Secure, _) => nexthop,
             (TlsLevel::Verify, _) => host,
             (_, ServerNameMode::Nexthop) => nexthop,
@@ -237,7 +245,16 @@ mod tests {
         s.tls_level = TlsLevel::Verify;
         assert!(name(&s).contains("mx.d.test"));
         s.tls_level = TlsLevel::Secure;
-        assert!(name(&s).contains("\"d.test\""));
+        // dot-nexthop: an MX host under the next hop is checked by its own name ...
+        assert!(name(&s).contains("\"mx.d.test\""));
+        // ... any other by the next hop's.
+        assert!(
+            format!(
+                "{:?}",
+                TlsClient::server_name(&s, "mx.elsewhere.test", "d.test").unwrap()
+            )
+            .contains("\"d.test\"")
+        );
         s.tls_level = TlsLevel::May;
         s.tls_servername = ServerNameMode::Fixed("sni.test".into());
         assert!(name(&s).contains("sni.test"));
