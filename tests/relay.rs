@@ -1082,3 +1082,261 @@ fn starttls_opportunistic_to_posthorn() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 9. IPv6 first, IPv4 fallback; 8-bit MIME downgrade for a server without 8BITMIME
+
+/// With both families enabled and IPv6 preferred, an MX whose AAAA address refuses the
+/// connection is tried again over its A address, as Postfix's smtp does (smtp_connect.c:
+/// every address of every MX host, the preferred family first), and the refused attempt is
+/// logged `connect to HOST[::1]:PORT: Connection refused`.
+#[test]
+fn ipv6_failure_falls_back_to_ipv4() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("ipv6_failure_falls_back_to_ipv4: ::1 is not available here; skipped");
+        return;
+    }
+    let mut recv = receiver("mx.v6.test", "v6.test", "");
+    let port = recv.smtp_port;
+    // Nothing may listen on [::1]:PORT, so that the IPv6 attempt is refused.
+    drop(
+        std::net::TcpListener::bind(("::1", port))
+            .unwrap_or_else(|e| panic!("[::1]:{port} is in use ({e}); it must be free")),
+    );
+    recv.start();
+    wait_listening(port);
+    let dns = TestDns::start(
+        "v6.test MX 10 mx.v6.test\n\
+         mx.v6.test AAAA ::1\n\
+         mx.v6.test A 127.0.0.1\n",
+    );
+    let inst = sender(&format!(
+        "inet_protocols = all\n\
+         smtp_address_preference = ipv6\n\
+         smtp_dns_servers = {}\n\
+         smtp_tcp_port = {port}\n",
+        dns.server_spec()
+    ));
+    let rcpt = format!("{}@v6.test", recv.user());
+    send(&inst, &[&rcpt], "v6 then v4", "fell back to IPv4");
+    let line = wait_delivery(&inst, &rcpt, "status=");
+    assert!(
+        line.contains(&format!("relay=mx.v6.test[127.0.0.1]:{port},"))
+            && line.contains("dsn=2.0.0, status=sent ("),
+        "expected delivery via mx.v6.test[127.0.0.1]:{port}, got: {line}\nlog:\n{}",
+        inst.log_text()
+    );
+    let want = format!("]: connect to mx.v6.test[::1]:{port}: Connection refused");
+    let log = inst.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("posthorn/smtp[") && l.ends_with(&want)),
+        "no smtp line ending in {want:?} (IPv6 not tried first?):\n{log}"
+    );
+    let text = recv.wait_for_text(&mbox(&recv), "fell back to IPv4");
+    assert!(text.contains("Subject: v6 then v4"), "{text}");
+    wait_queue_empty(&inst);
+}
+
+/// An ESMTP server on 127.0.0.1 whose EHLO reply lists PIPELINING and SIZE but not
+/// 8BITMIME; it records every command line and the raw bytes of every DATA it accepts.
+struct No8BitMimeServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    commands: Arc<Mutex<Vec<String>>>,
+    data: Arc<Mutex<Vec<Vec<u8>>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl No8BitMimeServer {
+    fn start() -> No8BitMimeServer {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind scripted server");
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = {
+            let (stop, commands, data) = (stop.clone(), commands.clone(), data.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((s, _)) => {
+                            let (commands, data) = (commands.clone(), data.clone());
+                            std::thread::spawn(move || {
+                                let _ = serve_no_8bitmime(s, &commands, &data);
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        No8BitMimeServer {
+            port,
+            stop,
+            commands,
+            data,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for No8BitMimeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One connection of a [`No8BitMimeServer`].
+fn serve_no_8bitmime(
+    s: TcpStream,
+    commands: &Mutex<Vec<String>>,
+    data: &Mutex<Vec<Vec<u8>>>,
+) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut w = s;
+    w.write_all(b"220 seven.test ESMTP\r\n")?;
+    loop {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
+        commands.lock().unwrap().push(cmd.clone());
+        let verb = cmd
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "EHLO" => {
+                "250-seven.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 ENHANCEDSTATUSCODES"
+            }
+            "HELO" => "250 seven.test",
+            "MAIL" => "250 2.1.0 Ok",
+            "RCPT" => "250 2.1.5 Ok",
+            "RSET" | "NOOP" => "250 2.0.0 Ok",
+            "QUIT" => {
+                w.write_all(b"221 2.0.0 Bye\r\n")?;
+                return Ok(());
+            }
+            "DATA" => {
+                w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                let mut body = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l)? == 0 {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    body.extend_from_slice(&l);
+                }
+                data.lock().unwrap().push(body);
+                "250 2.0.0 Ok: queued as SEVEN1"
+            }
+            _ => "502 5.5.2 Error: command not recognized",
+        };
+        w.write_all(format!("{reply}\r\n").as_bytes())?;
+    }
+}
+
+/// RFC 6152 / Postfix's "8-bit downgrade": to a server without 8BITMIME, each 8-bit part of
+/// a multipart message is sent as quoted-printable (its Content-Transfer-Encoding header
+/// changed), other parts byte for byte as they were, no BODY=8BITMIME on MAIL FROM.
+#[test]
+fn eight_bit_multipart_is_downgraded_for_a_server_without_8bitmime() {
+    let server = No8BitMimeServer::start();
+    let inst = sender(&format!(
+        "transport_maps = inline:{{ {{seven.test=smtp:[127.0.0.1]:{}}} }}\n",
+        server.port
+    ));
+    let me = me(&inst);
+    let message = format!(
+        "From: {me}\n\
+         To: m@seven.test\n\
+         Subject: multipart 8bit\n\
+         MIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"=-b1\"\n\
+         \n\
+         This is a multi-part message in MIME format.\n\
+         --=-b1\n\
+         Content-Type: text/plain; charset=utf-8\n\
+         Content-Transfer-Encoding: 8bit\n\
+         \n\
+         Gr\u{fc}\u{df}e aus K\u{f6}ln \u{2014} \u{e7}a va?\n\
+         --=-b1\n\
+         Content-Type: application/octet-stream; name=\"x.bin\"\n\
+         Content-Transfer-Encoding: base64\n\
+         \n\
+         AAECAwQFBgcICQoLDA0ODw==\n\
+         --=-b1--\n"
+    );
+    let out = inst.sendmail(&["-f", &me, "m@seven.test"], &message);
+    assert!(
+        out.status.success(),
+        "sendmail failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = wait_delivery(&inst, "m@seven.test", "status=");
+    assert!(
+        l.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as SEVEN1)"),
+        "{l}\nlog:\n{}",
+        inst.log_text()
+    );
+    let commands = server.commands.lock().unwrap().clone();
+    let mail = commands
+        .iter()
+        .find(|c| c.starts_with("MAIL FROM:"))
+        .unwrap_or_else(|| panic!("no MAIL: {commands:?}"));
+    assert!(!mail.contains("BODY="), "{mail}");
+    let data = server.data.lock().unwrap().clone();
+    assert_eq!(data.len(), 1, "one DATA: {commands:?}");
+    let data = &data[0];
+    let text = String::from_utf8_lossy(data).to_string();
+    let split = text
+        .find("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header/body separator:\n{text}"));
+    assert!(
+        data[split..].iter().all(|b| *b < 0x80),
+        "8-bit bytes left in the body:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "--=-b1\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\
+             \r\n\
+             Gr=C3=BC=C3=9Fe aus K=C3=B6ln =E2=80=94 =C3=A7a va?\r\n\
+             --=-b1\r\n"
+        ),
+        "the 8-bit part is not quoted-printable:\n{text}"
+    );
+    assert!(!text.contains("Content-Transfer-Encoding: 8bit"), "{text}");
+    assert!(
+        text.contains(
+            "\r\n\r\nThis is a multi-part message in MIME format.\r\n--=-b1\r\n\
+             Content-Type: text/plain"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "--=-b1\r\n\
+             Content-Type: application/octet-stream; name=\"x.bin\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             \r\n\
+             AAECAwQFBgcICQoLDA0ODw==\r\n\
+             --=-b1--\r\n"
+        ),
+        "the base64 part changed:\n{text}"
+    );
+    wait_queue_empty(&inst);
+}
