@@ -26,85 +26,97 @@ use posthorn_dns::testserver::TestDns;
 use posthorn_testkit::smtp::wait_listening;
 use posthorn_testkit::{Instance, free_port, is_root, read_text};
 
-/// The usual bound for one expected event.
-const T: Duration = Duration::from_secs(20);
+#[path = "relay_support.rs"]
+mod support;
+
+use support::{
+    T, assert_only_deferred, delivery_lines, me, offer_starttls, receiver, send, sender,
+    transport_maps, wait_deferred_queue, wait_delivery_line, wait_queue_empty,
+};
+
 /// The bound for a burst of messages.
 const BURST: Duration = Duration::from_secs(60);
 /// Postfix's test server.
 const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+/// Two MX hosts for `example.test`: `mx1` at 127.0.0.2 (preference 10), `mx2` at 127.0.0.3.
+const TWO_MX: &str = "example.test MX 10 mx1.example.test\n\
+                      example.test MX 20 mx2.example.test\n\
+                      mx1.example.test A 127.0.0.2\n\
+                      mx2.example.test A 127.0.0.3\n";
 
 // ---------------------------------------------------------------------------------------
 // Instances
-
-/// The instance user's address in its own `$mydestination`.
-fn me(inst: &Instance) -> String {
-    format!("{}@mail.example.test", inst.user())
-}
 
 /// The instance user's mbox.
 fn mbox(inst: &Instance) -> std::path::PathBuf {
     inst.mail.join(inst.user())
 }
 
-/// A started sending instance (`myhostname = mail.example.test`) with `extra` in main.cf.
-fn sender(extra: &str) -> Instance {
-    let mut inst = Instance::new(extra);
-    inst.start();
+/// A started sending instance that routes `dest.test` to the posthorn instance `recv`
+/// (`[127.0.0.1]:SMTP_PORT`), with `extra` first in main.cf; returns once `recv` listens.
+fn sender_to(recv: &Instance, extra: &str) -> Instance {
+    let hop = format!("[127.0.0.1]:{}", recv.smtp_port);
+    let inst = sender(&format!(
+        "{extra}{}",
+        transport_maps(&[("dest.test", &hop)])
+    ));
+    wait_listening(recv.smtp_port);
     inst
 }
 
-/// A receiving instance (not started) named `mx.DOMAIN` that delivers mail for `domain`
-/// locally; `extra` main.cf lines come last. Its own name differs from the sender's, so a
-/// client's mail-loop check cannot mistake it for itself.
-fn receiver(host: &str, domain: &str, extra: &str) -> Instance {
-    Instance::new(&format!(
-        "myhostname = {host}\n\
-         mydestination = $myhostname, localhost, {domain}\n\
-         {extra}"
+/// A started sending instance that finds MX hosts through the test name server `dns` and
+/// connects to them on `port`, with `extra` first in main.cf.
+fn sender_via_dns(dns: &TestDns, port: u16, extra: &str) -> Instance {
+    sender(&format!(
+        "{extra}smtp_dns_servers = {}
+smtp_tcp_port = {port}
+",
+        dns.server_spec()
     ))
 }
 
-/// Submits one message from the instance user to `to` with `sendmail -f`.
-fn send(inst: &Instance, to: &[&str], subject: &str, body: &str) {
-    let me = me(inst);
-    let mut args = vec!["-f", me.as_str()];
-    args.extend_from_slice(to);
-    let out = inst.sendmail(&args, &format!("Subject: {subject}\n\n{body}\n"));
-    assert!(
-        out.status.success(),
-        "sendmail failed ({:?}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The delivery log lines (`ID: to=<rcpt>, relay=...`) for `rcpt`.
-fn delivery_lines(log: &str, rcpt: &str) -> Vec<String> {
-    let needle = format!(": to=<{rcpt}>, relay=");
-    log.lines()
-        .filter(|l| l.contains(&needle))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Waits until a delivery line for `rcpt` contains `want`; returns that line.
+/// Waits until a delivery line for `rcpt` contains `want`; checks its layout (see
+/// [`check_format`]) and returns it.
 fn wait_delivery(inst: &Instance, rcpt: &str, want: &str) -> String {
-    let mut found = None;
-    let ok = inst.wait_until(T, || {
-        found = delivery_lines(&inst.log_text(), rcpt)
-            .into_iter()
-            .find(|l| l.contains(want));
-        found.is_some()
-    });
-    assert!(
-        ok,
-        "no delivery line for <{rcpt}> with {want:?}; log:\n{}",
-        inst.log_text()
-    );
-    let line = found.unwrap_or_default();
+    let line = wait_delivery_line(inst, rcpt, want);
     check_format(&line);
     line
+}
+
+/// Waits until a delivery line for `rcpt` contains `until` (see [`wait_delivery`]); checks
+/// that it contains each of `wants`.
+#[track_caller]
+fn expect_delivery(inst: &Instance, rcpt: &str, until: &str, wants: &[&str]) {
+    let line = wait_delivery(inst, rcpt, until);
+    for want in wants {
+        assert!(
+            line.contains(want),
+            "no {want:?} in: {line}\nlog:\n{}",
+            inst.log_text()
+        );
+    }
+}
+
+/// Waits (`timeout`) until at least `n` delivery lines for `rcpt` say `status=sent`.
+fn wait_sent(inst: &Instance, rcpt: &str, n: usize, timeout: Duration) -> bool {
+    inst.wait_until(timeout, || {
+        delivery_lines(&inst.log_text(), rcpt)
+            .iter()
+            .filter(|l| l.contains("status=sent"))
+            .count()
+            >= n
+    })
+}
+
+/// Checks that the smtp client logged a line ending in `end`; `hint` goes into the message.
+#[track_caller]
+fn assert_smtp_line_ends_with(inst: &Instance, end: &str, hint: &str) {
+    let log = inst.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("posthorn/smtp[") && l.ends_with(end)),
+        "no smtp line ending in {end:?}{hint}:\n{log}"
+    );
 }
 
 /// Checks Postfix's delivery line layout:
@@ -209,40 +221,17 @@ fn smtpd_connections(log: &str) -> usize {
         .count()
 }
 
-/// Waits until no message is left in the instance's queues.
-fn wait_queue_empty(inst: &Instance) {
-    let ok = inst.wait_until(T, || inst.queue_empty());
-    assert!(
-        ok,
-        "queue not empty: deferred={} active={} incoming={}; log:\n{}",
-        inst.queue_count("deferred"),
-        inst.queue_count("active"),
-        inst.queue_count("incoming"),
-        inst.log_text()
-    );
-}
-
 /// Waits a few seconds, then checks that `rcpt` was only ever deferred (never bounced) and the
 /// message is still queued.
 fn assert_stays_queued(inst: &Instance, rcpt: &str) {
     std::thread::sleep(Duration::from_secs(3));
     let log = inst.log_text();
-    let lines = delivery_lines(&log, rcpt);
-    assert!(
-        lines.iter().all(|l| l.contains("status=deferred")),
-        "<{rcpt}> must only ever be deferred:\n{}",
-        lines.join("\n")
-    );
+    assert_only_deferred(&log, rcpt);
     assert!(
         !inst.queue_empty(),
         "the message to <{rcpt}> left the queue; log:\n{log}"
     );
-    let ok = inst.wait_until(T, || inst.queue_count("deferred") >= 1);
-    assert!(
-        ok,
-        "nothing in the deferred queue; log:\n{}",
-        inst.log_text()
-    );
+    wait_deferred_queue(inst);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -367,40 +356,75 @@ fn collect(mut r: Box<dyn Read + Send>, out: &Mutex<String>) {
 // ---------------------------------------------------------------------------------------
 // Scripted servers
 
-/// How a [`FakeServer`] behaves.
+/// How a [`ScriptedServer`] behaves.
 #[derive(Clone, Copy, Debug)]
 enum Script {
     /// ESMTP; after `354` it reads a little of the body and closes the connection.
     DropInData,
     /// `502` to EHLO, `250` to HELO, then accepts the message.
     HeloOnly,
+    /// ESMTP whose EHLO reply lists PIPELINING and SIZE but not 8BITMIME; accepts the message.
+    No8BitMime,
 }
 
-/// A tiny SMTP server on 127.0.0.1 (one thread per connection) that records every command
-/// line it reads and every message it accepts (as `BODY\n...`).
-struct FakeServer {
+impl Script {
+    /// The server's name in its greeting and HELO/EHLO replies.
+    fn name(self) -> &'static str {
+        match self {
+            Script::DropInData | Script::HeloOnly => "fake.test",
+            Script::No8BitMime => "seven.test",
+        }
+    }
+
+    /// The queue id in the reply to an accepted message.
+    fn queue_id(self) -> &'static str {
+        match self {
+            Script::DropInData | Script::HeloOnly => "FAKE1",
+            Script::No8BitMime => "SEVEN1",
+        }
+    }
+
+    /// The reply to EHLO.
+    fn ehlo(self) -> String {
+        match self {
+            Script::DropInData => "250 fake.test".to_string(),
+            Script::HeloOnly => "502 5.5.2 Error: command not recognized".to_string(),
+            Script::No8BitMime => {
+                "250-seven.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 ENHANCEDSTATUSCODES"
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// A tiny SMTP server on 127.0.0.1 (one thread per connection) following a [`Script`]: it
+/// records every command line it reads (and `DROPPED after N body bytes` where it hangs up)
+/// and the raw bytes of every message it accepts.
+struct ScriptedServer {
     port: u16,
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<String>>>,
+    commands: Arc<Mutex<Vec<String>>>,
+    data: Arc<Mutex<Vec<Vec<u8>>>>,
     acceptor: Option<JoinHandle<()>>,
 }
 
-impl FakeServer {
-    fn start(script: Script) -> FakeServer {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind fake server");
+impl ScriptedServer {
+    fn start(script: Script) -> ScriptedServer {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind scripted server");
         l.set_nonblocking(true).unwrap();
         let port = l.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let data = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
-            let (stop, seen) = (stop.clone(), seen.clone());
+            let (stop, commands, data) = (stop.clone(), commands.clone(), data.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match l.accept() {
                         Ok((s, _)) => {
-                            let seen = seen.clone();
+                            let (commands, data) = (commands.clone(), data.clone());
                             std::thread::spawn(move || {
-                                let _ = serve(s, script, &seen);
+                                let _ = serve(s, script, &commands, &data);
                             });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -408,10 +432,11 @@ impl FakeServer {
                 }
             })
         };
-        FakeServer {
+        ScriptedServer {
             port,
             stop,
-            seen,
+            commands,
+            data,
             acceptor: Some(acceptor),
         }
     }
@@ -421,13 +446,18 @@ impl FakeServer {
         format!("[127.0.0.1]:{}", self.port)
     }
 
-    /// Everything recorded so far.
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
+    /// The command lines (and notes) recorded so far.
+    fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+
+    /// The messages accepted so far, as sent between DATA and the final dot.
+    fn data(&self) -> Vec<Vec<u8>> {
+        self.data.lock().unwrap().clone()
     }
 }
 
-impl Drop for FakeServer {
+impl Drop for ScriptedServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.acceptor.take() {
@@ -436,62 +466,67 @@ impl Drop for FakeServer {
     }
 }
 
-/// One connection of a [`FakeServer`].
-fn serve(s: TcpStream, script: Script, seen: &Mutex<Vec<String>>) -> std::io::Result<()> {
+/// One connection of a [`ScriptedServer`].
+fn serve(
+    s: TcpStream,
+    script: Script,
+    commands: &Mutex<Vec<String>>,
+    data: &Mutex<Vec<Vec<u8>>>,
+) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut r = BufReader::new(s.try_clone()?);
     let mut w = s;
-    w.write_all(b"220 fake.test ESMTP\r\n")?;
+    w.write_all(format!("220 {} ESMTP\r\n", script.name()).as_bytes())?;
     loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        let cmd = line.trim_end().to_string();
-        seen.lock().unwrap().push(cmd.clone());
+        let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
+        commands.lock().unwrap().push(cmd.clone());
         let verb = cmd
             .split(' ')
             .next()
             .unwrap_or_default()
             .to_ascii_uppercase();
-        let reply = match (script, verb.as_str()) {
-            (Script::HeloOnly, "EHLO") => "502 5.5.2 Error: command not recognized",
-            (_, "EHLO" | "HELO") => "250 fake.test",
-            (_, "MAIL") => "250 2.1.0 Ok",
-            (_, "RCPT") => "250 2.1.5 Ok",
-            (_, "RSET" | "NOOP") => "250 2.0.0 Ok",
-            (_, "QUIT") => {
+        let reply = match verb.as_str() {
+            "EHLO" => script.ehlo(),
+            "HELO" => format!("250 {}", script.name()),
+            "MAIL" => "250 2.1.0 Ok".to_string(),
+            "RCPT" => "250 2.1.5 Ok".to_string(),
+            "RSET" | "NOOP" => "250 2.0.0 Ok".to_string(),
+            "QUIT" => {
                 w.write_all(b"221 2.0.0 Bye\r\n")?;
                 return Ok(());
             }
-            (Script::DropInData, "DATA") => {
+            "DATA" => {
                 w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
-                let mut buf = vec![0u8; 4096];
-                let n = r.read(&mut buf)?;
-                seen.lock()
-                    .unwrap()
-                    .push(format!("DROPPED after {n} body bytes"));
-                // Closing with unread data sends a reset: the client is cut off mid-body.
-                return Ok(());
-            }
-            (Script::HeloOnly, "DATA") => {
-                w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
-                let mut body = String::from("BODY\n");
+                if let Script::DropInData = script {
+                    let mut buf = vec![0u8; 4096];
+                    let n = r.read(&mut buf)?;
+                    commands
+                        .lock()
+                        .unwrap()
+                        .push(format!("DROPPED after {n} body bytes"));
+                    // Closing with unread data sends a reset: the client is cut off mid-body.
+                    return Ok(());
+                }
+                let mut body = Vec::new();
                 loop {
-                    let mut l = String::new();
-                    if r.read_line(&mut l)? == 0 {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l)? == 0 {
                         return Ok(());
                     }
-                    if l == ".\r\n" {
+                    if l == b".\r\n" {
                         break;
                     }
-                    body.push_str(&l);
+                    body.extend_from_slice(&l);
                 }
-                seen.lock().unwrap().push(body);
-                "250 2.0.0 Ok: queued as FAKE1"
+                data.lock().unwrap().push(body);
+                format!("250 2.0.0 Ok: queued as {}", script.queue_id())
             }
-            _ => "502 5.5.2 Error: command not recognized",
+            _ => "502 5.5.2 Error: command not recognized".to_string(),
         };
         w.write_all(format!("{reply}\r\n").as_bytes())?;
     }
@@ -508,13 +543,7 @@ fn relayhost_to_smtp_sink() {
         send(&inst, &["x@remote.test"], &format!("relayed {i}"), "body");
     }
     let relay = format!("relay=127.0.0.1[127.0.0.1]:{},", sink.port);
-    let ok = inst.wait_until(BURST, || {
-        delivery_lines(&inst.log_text(), "x@remote.test")
-            .iter()
-            .filter(|l| l.contains("status=sent"))
-            .count()
-            >= 20
-    });
+    let ok = wait_sent(&inst, "x@remote.test", 20, BURST);
     let log = inst.log_text();
     assert!(ok, "not all 20 messages were sent; log:\n{log}");
     let lines = delivery_lines(&log, "x@remote.test");
@@ -563,11 +592,7 @@ fn posthorn_to_posthorn_with_connection_reuse() {
     recv.start();
     let user = recv.user();
     let rcpt = format!("{user}@dest.test");
-    let inst = sender(&format!(
-        "transport_maps = inline:{{ {{dest.test=smtp:[127.0.0.1]:{}}} }}\n",
-        recv.smtp_port
-    ));
-    wait_listening(recv.smtp_port);
+    let inst = sender_to(&recv, "");
     for i in 0..10 {
         send(&inst, &[&rcpt], &format!("reuse {i}"), "hello across");
     }
@@ -584,13 +609,7 @@ fn posthorn_to_posthorn_with_connection_reuse() {
         recv.log_text()
     );
     let relay = format!("relay=127.0.0.1[127.0.0.1]:{},", recv.smtp_port);
-    let ok = inst.wait_until(T, || {
-        delivery_lines(&inst.log_text(), &rcpt)
-            .iter()
-            .filter(|l| l.contains("status=sent"))
-            .count()
-            >= 10
-    });
+    let ok = wait_sent(&inst, &rcpt, 10, T);
     assert!(ok, "sender log:\n{}", inst.log_text());
     for l in delivery_lines(&inst.log_text(), &rcpt) {
         check_format(&l);
@@ -638,13 +657,7 @@ fn reused_connections_are_logged_with_conn_use() {
     for i in 0..8 {
         send(&inst, &["y@remote.test"], &format!("reuse {i}"), "body");
     }
-    let ok = inst.wait_until(BURST, || {
-        delivery_lines(&inst.log_text(), "y@remote.test")
-            .iter()
-            .filter(|l| l.contains("status=sent"))
-            .count()
-            >= 8
-    });
+    let ok = wait_sent(&inst, "y@remote.test", 8, BURST);
     assert!(ok, "log:\n{}", inst.log_text());
     // Stopping the sender closes its cached connections; the sink then counts them all.
     inst.stop();
@@ -696,28 +709,23 @@ fn reused_connections_are_logged_with_conn_use() {
 #[test]
 fn mx_routing_falls_back_to_the_second_mx() {
     let port = free_port();
-    let dns = TestDns::start(
-        "example.test MX 10 mx1.example.test\n\
-         example.test MX 20 mx2.example.test\n\
-         mx1.example.test A 127.0.0.2\n\
-         mx2.example.test A 127.0.0.3\n",
-    );
+    let dns = TestDns::start(TWO_MX);
     let mut recv = receiver("mx2.example.test", "example.test", "");
     listen_on(&recv, &format!("127.0.0.3:{port}"));
     recv.start();
     wait_listening_on([127, 0, 0, 3], port);
-    let inst = sender(&format!(
-        "smtp_dns_servers = {}\nsmtp_tcp_port = {port}\n",
-        dns.server_spec()
-    ));
+    let inst = sender_via_dns(&dns, port, "");
     let rcpt = format!("{}@example.test", recv.user());
     send(&inst, &[&rcpt], "via mx", "routed by MX");
-    let line = wait_delivery(&inst, &rcpt, "status=sent");
-    assert!(
-        line.contains(&format!("relay=mx2.example.test[127.0.0.3]:{port},")),
-        "{line}"
+    expect_delivery(
+        &inst,
+        &rcpt,
+        "status=sent",
+        &[
+            &format!("relay=mx2.example.test[127.0.0.3]:{port},"),
+            "dsn=2.0.0",
+        ],
     );
-    assert!(line.contains("dsn=2.0.0"), "{line}");
     let text = recv.wait_for_text(&mbox(&recv), "routed by MX");
     assert!(text.contains("Subject: via mx"), "{text}");
     assert!(
@@ -732,31 +740,19 @@ fn mx_routing_falls_back_to_the_second_mx() {
 #[test]
 fn failed_mx_connect_is_logged() {
     let port = free_port();
-    let dns = TestDns::start(
-        "example.test MX 10 mx1.example.test\n\
-         example.test MX 20 mx2.example.test\n\
-         mx1.example.test A 127.0.0.2\n\
-         mx2.example.test A 127.0.0.3\n",
-    );
+    let dns = TestDns::start(TWO_MX);
     let sink = Sink::start_on([127, 0, 0, 3], port, &[]);
-    let inst = sender(&format!(
-        "smtp_dns_servers = {}\nsmtp_tcp_port = {port}\n",
-        dns.server_spec()
-    ));
+    let inst = sender_via_dns(&dns, port, "");
     send(&inst, &["who@example.test"], "via mx2", "body");
-    let line = wait_delivery(&inst, "who@example.test", "status=sent");
-    assert!(
-        line.contains(&format!("relay=mx2.example.test[127.0.0.3]:{port},")),
-        "{line}"
+    expect_delivery(
+        &inst,
+        "who@example.test",
+        "status=sent",
+        &[&format!("relay=mx2.example.test[127.0.0.3]:{port},")],
     );
     assert_eq!(sink.messages().len(), 1);
     let want = format!("]: connect to mx1.example.test[127.0.0.2]:{port}: Connection refused");
-    let log = inst.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("posthorn/smtp[") && l.ends_with(&want)),
-        "no smtp line ending in {want:?}:\n{log}"
-    );
+    assert_smtp_line_ends_with(&inst, &want, "");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -768,40 +764,39 @@ fn null_mx_and_nxdomain_bounce_servfail_defers() {
         "nullmx.test MX 0 .\n\
          servfail.test SERVFAIL\n",
     );
-    let inst = sender(&format!(
-        "smtp_dns_servers = {}\nsmtp_tcp_port = {}\n",
-        dns.server_spec(),
-        free_port()
-    ));
+    let inst = sender_via_dns(&dns, free_port(), "");
     send(&inst, &["x@nullmx.test"], "to null mx", "body");
     send(&inst, &["y@nx.test"], "to nxdomain", "body");
     send(&inst, &["z@servfail.test"], "to servfail", "body");
 
-    let null = wait_delivery(&inst, "x@nullmx.test", "status=");
-    assert!(null.contains("relay=none,"), "{null}");
-    assert!(
-        null.contains(
-            "dsn=5.1.10, status=bounced (Domain nullmx.test does not accept mail (nullMX))"
-        ),
-        "{null}"
+    expect_delivery(
+        &inst,
+        "x@nullmx.test",
+        "status=",
+        &[
+            "relay=none,",
+            "dsn=5.1.10, status=bounced (Domain nullmx.test does not accept mail (nullMX))",
+        ],
     );
-    let nx = wait_delivery(&inst, "y@nx.test", "status=");
-    assert!(nx.contains("relay=none,"), "{nx}");
-    assert!(
-        nx.contains(
+    expect_delivery(
+        &inst,
+        "y@nx.test",
+        "status=",
+        &[
+            "relay=none,",
             "dsn=5.4.4, status=bounced (Host or domain name not found. \
-             Name service error for name=nx.test type=MX: Host not found)"
-        ),
-        "{nx}"
+             Name service error for name=nx.test type=MX: Host not found)",
+        ],
     );
-    let sf = wait_delivery(&inst, "z@servfail.test", "status=");
-    assert!(sf.contains("relay=none,"), "{sf}");
-    assert!(
-        sf.contains(
+    expect_delivery(
+        &inst,
+        "z@servfail.test",
+        "status=",
+        &[
+            "relay=none,",
             "dsn=4.4.3, status=deferred (Host or domain name not found. \
-             Name service error for name=servfail.test type=MX: Host not found, try again"
-        ),
-        "{sf}"
+             Name service error for name=servfail.test type=MX: Host not found, try again",
+        ],
     );
 
     // The two bounces come back to the sender, quoting the reasons.
@@ -836,30 +831,27 @@ fn per_recipient_replies() {
     recv.start();
     let good = format!("{user}@dest.test");
     let bad = "nosuchuser@dest.test";
-    let inst = sender(&format!(
-        "transport_maps = inline:{{ {{dest.test=smtp:[127.0.0.1]:{}}} }}\n",
-        recv.smtp_port
-    ));
-    wait_listening(recv.smtp_port);
+    let inst = sender_to(&recv, "");
     send(&inst, &[&good, bad], "two rcpts", "one of two");
 
-    let sent = wait_delivery(&inst, &good, "status=");
-    assert!(
-        sent.contains(&format!("relay=127.0.0.1[127.0.0.1]:{},", recv.smtp_port)),
-        "{sent}"
+    expect_delivery(
+        &inst,
+        &good,
+        "status=",
+        &[
+            &format!("relay=127.0.0.1[127.0.0.1]:{},", recv.smtp_port),
+            "dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as ",
+        ],
     );
-    assert!(
-        sent.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as "),
-        "{sent}"
-    );
-    let bounced = wait_delivery(&inst, bad, "status=");
-    assert!(
-        bounced.contains(
+    expect_delivery(
+        &inst,
+        bad,
+        "status=",
+        &[
             "dsn=5.1.1, status=bounced (host 127.0.0.1[127.0.0.1] said: 550 5.1.1 \
              <nosuchuser@dest.test>: Recipient address rejected: User unknown in local \
-             recipient table (in reply to RCPT TO command))"
-        ),
-        "{bounced}"
+             recipient table (in reply to RCPT TO command))",
+        ],
     );
     // The known user got it once; the sender got a notice for the other.
     let text = recv.wait_for_text(&mbox(&recv), "one of two");
@@ -888,44 +880,42 @@ fn sink_soft_and_hard_rejections() {
     let soft = Sink::start(&["-r", "RCPT"]);
     let hard = Sink::start(&["-f", "RCPT"]);
     let hard_data = Sink::start(&["-f", "."]);
-    let inst = sender(&format!(
-        "transport_maps = inline:{{ {{soft.test=smtp:{}}}, {{hard.test=smtp:{}}}, \
-         {{harddata.test=smtp:{}}} }}\n",
-        soft.hop(),
-        hard.hop(),
-        hard_data.hop()
-    ));
+    let inst = sender(&transport_maps(&[
+        ("soft.test", &soft.hop()),
+        ("hard.test", &hard.hop()),
+        ("harddata.test", &hard_data.hop()),
+    ]));
     send(&inst, &["a@soft.test"], "soft", "body");
     send(&inst, &["b@hard.test"], "hard", "body");
     send(&inst, &["c@harddata.test"], "hard data", "body");
 
-    let s = wait_delivery(&inst, "a@soft.test", "status=");
-    assert!(
-        s.contains(&format!("relay=127.0.0.1[127.0.0.1]:{},", soft.port)),
-        "{s}"
-    );
-    assert!(
-        s.contains(
+    expect_delivery(
+        &inst,
+        "a@soft.test",
+        "status=",
+        &[
+            &format!("relay=127.0.0.1[127.0.0.1]:{},", soft.port),
             "dsn=4.3.0, status=deferred (host 127.0.0.1[127.0.0.1] said: 450 4.3.0 \
-             Error: command failed (in reply to RCPT TO command))"
-        ),
-        "{s}"
+             Error: command failed (in reply to RCPT TO command))",
+        ],
     );
-    let h = wait_delivery(&inst, "b@hard.test", "status=");
-    assert!(
-        h.contains(
+    expect_delivery(
+        &inst,
+        "b@hard.test",
+        "status=",
+        &[
             "dsn=5.3.0, status=bounced (host 127.0.0.1[127.0.0.1] said: 500 5.3.0 \
-             Error: command failed (in reply to RCPT TO command))"
-        ),
-        "{h}"
+             Error: command failed (in reply to RCPT TO command))",
+        ],
     );
-    let d = wait_delivery(&inst, "c@harddata.test", "status=");
-    assert!(
-        d.contains(
+    expect_delivery(
+        &inst,
+        "c@harddata.test",
+        "status=",
+        &[
             "dsn=5.3.0, status=bounced (host 127.0.0.1[127.0.0.1] said: 500 5.3.0 \
-             Error: command failed (in reply to end of DATA command))"
-        ),
-        "{d}"
+             Error: command failed (in reply to end of DATA command))",
+        ],
     );
     // Both bounces come back with the server's reply.
     let path = mbox(&inst);
@@ -953,11 +943,10 @@ fn sink_soft_and_hard_rejections() {
 fn bounce_notice_quotes_the_whole_smtp_reason() {
     let hard = Sink::start(&["-f", "RCPT"]);
     let hard_data = Sink::start(&["-f", "."]);
-    let inst = sender(&format!(
-        "transport_maps = inline:{{ {{hard.test=smtp:{}}}, {{harddata.test=smtp:{}}} }}\n",
-        hard.hop(),
-        hard_data.hop()
-    ));
+    let inst = sender(&transport_maps(&[
+        ("hard.test", &hard.hop()),
+        ("harddata.test", &hard_data.hop()),
+    ]));
     send(&inst, &["b@hard.test"], "hard", "body");
     send(&inst, &["c@harddata.test"], "hard data", "body");
     let path = mbox(&inst);
@@ -978,48 +967,44 @@ fn bounce_notice_quotes_the_whole_smtp_reason() {
 
 #[test]
 fn connection_dropped_in_data_defers() {
-    let server = FakeServer::start(Script::DropInData);
-    let inst = sender(&format!(
-        "transport_maps = inline:{{ {{drop.test=smtp:{}}} }}\n",
-        server.hop()
-    ));
+    let server = ScriptedServer::start(Script::DropInData);
+    let inst = sender(&transport_maps(&[("drop.test", &server.hop())]));
     // A body large enough that the client is still writing it when the server hangs up.
     let line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\n";
     let body = line.repeat(16_000);
     send(&inst, &["d@drop.test"], "dropped", &body);
-    let l = wait_delivery(&inst, "d@drop.test", "status=");
-    assert!(
-        l.contains(&format!("relay=127.0.0.1[127.0.0.1]:{},", server.port)),
-        "{l}"
+    expect_delivery(
+        &inst,
+        "d@drop.test",
+        "status=",
+        &[
+            &format!("relay=127.0.0.1[127.0.0.1]:{},", server.port),
+            "dsn=4.4.2, status=deferred (lost connection with 127.0.0.1[127.0.0.1] while sending",
+        ],
     );
     assert!(
-        l.contains(
-            "dsn=4.4.2, status=deferred (lost connection with 127.0.0.1[127.0.0.1] while sending"
-        ),
-        "{l}"
-    );
-    assert!(
-        server.seen().iter().any(|s| s.starts_with("DROPPED after")),
+        server
+            .commands()
+            .iter()
+            .any(|s| s.starts_with("DROPPED after")),
         "{:?}",
-        server.seen()
+        server.commands()
     );
     assert_stays_queued(&inst, "d@drop.test");
 }
 
 #[test]
 fn helo_only_server_gets_the_mail() {
-    let server = FakeServer::start(Script::HeloOnly);
-    let inst = sender(&format!(
-        "transport_maps = inline:{{ {{helo.test=smtp:{}}} }}\n",
-        server.hop()
-    ));
+    let server = ScriptedServer::start(Script::HeloOnly);
+    let inst = sender(&transport_maps(&[("helo.test", &server.hop())]));
     send(&inst, &["h@helo.test"], "old server", "spoken with HELO");
-    let l = wait_delivery(&inst, "h@helo.test", "status=");
-    assert!(
-        l.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as FAKE1)"),
-        "{l}"
+    expect_delivery(
+        &inst,
+        "h@helo.test",
+        "status=",
+        &["dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as FAKE1)"],
     );
-    let seen = server.seen();
+    let seen = server.commands();
     let pos = |prefix: &str| seen.iter().position(|s| s.starts_with(prefix));
     let ehlo = pos("EHLO ").unwrap_or_else(|| panic!("no EHLO first: {seen:?}"));
     let helo = pos("HELO ").unwrap_or_else(|| panic!("no HELO fallback: {seen:?}"));
@@ -1029,9 +1014,10 @@ fn helo_only_server_gets_the_mail() {
     let mail = pos("MAIL ").unwrap_or_else(|| panic!("no MAIL: {seen:?}"));
     assert_eq!(seen[mail], format!("MAIL FROM:<{}>", me(&inst)), "{seen:?}");
     assert_eq!(seen[mail + 1], "RCPT TO:<h@helo.test>", "{seen:?}");
-    let body = seen
-        .iter()
-        .find(|s| s.starts_with("BODY\n"))
+    let body = server
+        .data()
+        .first()
+        .map(|d| String::from_utf8_lossy(d).to_string())
         .unwrap_or_else(|| panic!("no message: {seen:?}"));
     assert!(body.contains("Subject: old server\r\n"), "{body}");
     assert!(body.contains("spoken with HELO\r\n"), "{body}");
@@ -1046,26 +1032,12 @@ fn starttls_opportunistic_to_posthorn() {
     let mut recv = receiver("mx.dest.test", "dest.test", "");
     let ck = rcgen::generate_simple_self_signed(vec!["mx.dest.test".to_string()])
         .expect("self-signed certificate");
-    let cert = recv.write_file("tls/server.crt", &ck.cert.pem());
-    let key = recv.write_file("tls/server.key", &ck.signing_key.serialize_pem());
-    recv.add_main_cf(&format!(
-        "smtpd_tls_security_level = may\n\
-         smtpd_tls_cert_file = {}\n\
-         smtpd_tls_key_file = {}\n",
-        cert.display(),
-        key.display()
-    ));
+    offer_starttls(&recv, &ck.cert.pem(), &ck.signing_key.serialize_pem());
     recv.start();
     let rcpt = format!("{}@dest.test", recv.user());
-    let inst = sender(&format!(
-        "smtp_tls_security_level = may\n\
-         transport_maps = inline:{{ {{dest.test=smtp:[127.0.0.1]:{}}} }}\n",
-        recv.smtp_port
-    ));
-    wait_listening(recv.smtp_port);
+    let inst = sender_to(&recv, "smtp_tls_security_level = may\n");
     send(&inst, &[&rcpt], "encrypted", "over TLS");
-    let l = wait_delivery(&inst, &rcpt, "status=sent");
-    assert!(l.contains("dsn=2.0.0"), "{l}");
+    expect_delivery(&inst, &rcpt, "status=sent", &["dsn=2.0.0"]);
     let log = inst.log_text();
     let tls_line = format!(
         "TLS connection established to 127.0.0.1[127.0.0.1]:{}: ",
@@ -1110,13 +1082,12 @@ fn ipv6_failure_falls_back_to_ipv4() {
          mx.v6.test AAAA ::1\n\
          mx.v6.test A 127.0.0.1\n",
     );
-    let inst = sender(&format!(
+    let inst = sender_via_dns(
+        &dns,
+        port,
         "inet_protocols = all\n\
-         smtp_address_preference = ipv6\n\
-         smtp_dns_servers = {}\n\
-         smtp_tcp_port = {port}\n",
-        dns.server_spec()
-    ));
+         smtp_address_preference = ipv6\n",
+    );
     let rcpt = format!("{}@v6.test", recv.user());
     send(&inst, &[&rcpt], "v6 then v4", "fell back to IPv4");
     let line = wait_delivery(&inst, &rcpt, "status=");
@@ -1127,125 +1098,10 @@ fn ipv6_failure_falls_back_to_ipv4() {
         inst.log_text()
     );
     let want = format!("]: connect to mx.v6.test[::1]:{port}: Connection refused");
-    let log = inst.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("posthorn/smtp[") && l.ends_with(&want)),
-        "no smtp line ending in {want:?} (IPv6 not tried first?):\n{log}"
-    );
+    assert_smtp_line_ends_with(&inst, &want, " (IPv6 not tried first?)");
     let text = recv.wait_for_text(&mbox(&recv), "fell back to IPv4");
     assert!(text.contains("Subject: v6 then v4"), "{text}");
     wait_queue_empty(&inst);
-}
-
-/// An ESMTP server on 127.0.0.1 whose EHLO reply lists PIPELINING and SIZE but not
-/// 8BITMIME; it records every command line and the raw bytes of every DATA it accepts.
-struct No8BitMimeServer {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    commands: Arc<Mutex<Vec<String>>>,
-    data: Arc<Mutex<Vec<Vec<u8>>>>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl No8BitMimeServer {
-    fn start() -> No8BitMimeServer {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind scripted server");
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let commands = Arc::new(Mutex::new(Vec::new()));
-        let data = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = {
-            let (stop, commands, data) = (stop.clone(), commands.clone(), data.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match l.accept() {
-                        Ok((s, _)) => {
-                            let (commands, data) = (commands.clone(), data.clone());
-                            std::thread::spawn(move || {
-                                let _ = serve_no_8bitmime(s, &commands, &data);
-                            });
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                    }
-                }
-            })
-        };
-        No8BitMimeServer {
-            port,
-            stop,
-            commands,
-            data,
-            acceptor: Some(acceptor),
-        }
-    }
-}
-
-impl Drop for No8BitMimeServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One connection of a [`No8BitMimeServer`].
-fn serve_no_8bitmime(
-    s: TcpStream,
-    commands: &Mutex<Vec<String>>,
-    data: &Mutex<Vec<Vec<u8>>>,
-) -> std::io::Result<()> {
-    s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut r = BufReader::new(s.try_clone()?);
-    let mut w = s;
-    w.write_all(b"220 seven.test ESMTP\r\n")?;
-    loop {
-        let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
-        commands.lock().unwrap().push(cmd.clone());
-        let verb = cmd
-            .split(' ')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        let reply = match verb.as_str() {
-            "EHLO" => {
-                "250-seven.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 ENHANCEDSTATUSCODES"
-            }
-            "HELO" => "250 seven.test",
-            "MAIL" => "250 2.1.0 Ok",
-            "RCPT" => "250 2.1.5 Ok",
-            "RSET" | "NOOP" => "250 2.0.0 Ok",
-            "QUIT" => {
-                w.write_all(b"221 2.0.0 Bye\r\n")?;
-                return Ok(());
-            }
-            "DATA" => {
-                w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
-                let mut body = Vec::new();
-                loop {
-                    let mut l = Vec::new();
-                    if r.read_until(b'\n', &mut l)? == 0 {
-                        return Ok(());
-                    }
-                    if l == b".\r\n" {
-                        break;
-                    }
-                    body.extend_from_slice(&l);
-                }
-                data.lock().unwrap().push(body);
-                "250 2.0.0 Ok: queued as SEVEN1"
-            }
-            _ => "502 5.5.2 Error: command not recognized",
-        };
-        w.write_all(format!("{reply}\r\n").as_bytes())?;
-    }
 }
 
 /// RFC 6152 / Postfix's "8-bit downgrade": to a server without 8BITMIME, each 8-bit part of
@@ -1253,11 +1109,8 @@ fn serve_no_8bitmime(
 /// changed), other parts byte for byte as they were, no BODY=8BITMIME on MAIL FROM.
 #[test]
 fn eight_bit_multipart_is_downgraded_for_a_server_without_8bitmime() {
-    let server = No8BitMimeServer::start();
-    let inst = sender(&format!(
-        "transport_maps = inline:{{ {{seven.test=smtp:[127.0.0.1]:{}}} }}\n",
-        server.port
-    ));
+    let server = ScriptedServer::start(Script::No8BitMime);
+    let inst = sender(&transport_maps(&[("seven.test", &server.hop())]));
     let me = me(&inst);
     let message = format!(
         "From: {me}\n\
@@ -1285,19 +1138,19 @@ fn eight_bit_multipart_is_downgraded_for_a_server_without_8bitmime() {
         "sendmail failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let l = wait_delivery(&inst, "m@seven.test", "status=");
-    assert!(
-        l.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as SEVEN1)"),
-        "{l}\nlog:\n{}",
-        inst.log_text()
+    expect_delivery(
+        &inst,
+        "m@seven.test",
+        "status=",
+        &["dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as SEVEN1)"],
     );
-    let commands = server.commands.lock().unwrap().clone();
+    let commands = server.commands();
     let mail = commands
         .iter()
         .find(|c| c.starts_with("MAIL FROM:"))
         .unwrap_or_else(|| panic!("no MAIL: {commands:?}"));
     assert!(!mail.contains("BODY="), "{mail}");
-    let data = server.data.lock().unwrap().clone();
+    let data = server.data();
     assert_eq!(data.len(), 1, "one DATA: {commands:?}");
     let data = &data[0];
     let text = String::from_utf8_lossy(data).to_string();

@@ -28,8 +28,14 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-/// The usual bound for one expected event.
-const T: Duration = Duration::from_secs(20);
+#[path = "relay_support.rs"]
+mod support;
+
+use support::{
+    assert_only_deferred, offer_starttls, send, transport_maps, wait_deferred_queue,
+    wait_delivery_line as wait_delivery, wait_queue_empty,
+};
+
 /// The receiver's name (`myhostname`), a DNS name in its certificate.
 const MX: &str = "mx.dest.test";
 
@@ -81,22 +87,11 @@ impl Ca {
 /// A receiving instance named [`MX`] that delivers `dest.test` locally (not started). With
 /// `ca`, it offers STARTTLS (`may`) with a certificate signed by it; without, no TLS at all.
 fn receiver(ca: Option<&Ca>) -> Instance {
-    let inst = Instance::new(&format!(
-        "myhostname = {MX}\n\
-         mydestination = $myhostname, localhost, dest.test\n"
-    ));
+    let inst = support::receiver(MX, "dest.test", "");
     match ca {
         Some(ca) => {
             let (cert_pem, key_pem) = ca.server();
-            let cert = inst.write_file("tls/server.crt", &cert_pem);
-            let key = inst.write_file("tls/server.key", &key_pem);
-            inst.add_main_cf(&format!(
-                "smtpd_tls_security_level = may\n\
-                 smtpd_tls_cert_file = {}\n\
-                 smtpd_tls_key_file = {}\n",
-                cert.display(),
-                key.display()
-            ));
+            offer_starttls(&inst, &cert_pem, &key_pem);
         }
         None => inst.add_main_cf("smtpd_tls_security_level = none\n"),
     }
@@ -111,11 +106,16 @@ fn started_receiver(ca: Option<&Ca>) -> Instance {
     recv
 }
 
+/// The next hop `[127.0.0.1]:port`.
+fn loopback(port: u16) -> String {
+    format!("[127.0.0.1]:{port}")
+}
+
 /// A started sending instance (`myhostname = mail.example.test`) that sends `dest.test` to
-/// `[127.0.0.1]:port`, with `extra` in main.cf and, with `ca`, `smtp_tls_CAfile` = that CA.
-fn sender(port: u16, extra: &str, ca: Option<&Ca>) -> Instance {
+/// next hop `hop`, with `extra` in main.cf and, with `ca`, `smtp_tls_CAfile` = that CA.
+fn sender(hop: &str, extra: &str, ca: Option<&Ca>) -> Instance {
     started_sender(
-        &format!("transport_maps = inline:{{ {{dest.test=smtp:[127.0.0.1]:{port}}} }}\n{extra}"),
+        &format!("{}{extra}", transport_maps(&[("dest.test", hop)])),
         ca,
     )
 }
@@ -132,49 +132,22 @@ fn started_sender(main_cf: &str, ca: Option<&Ca>) -> Instance {
     inst
 }
 
+/// The main.cf lines of a sender that asks the test name server `dns`, at TLS level `level`.
+fn dns_tls_cf(dns: &TestDns, level: &str) -> String {
+    format!(
+        "smtp_dns_servers = {}\n\
+         smtp_tls_security_level = {level}\n",
+        dns.server_spec()
+    )
+}
+
 /// The receiver user's address in `dest.test`.
 fn rcpt(recv: &Instance) -> String {
     format!("{}@dest.test", recv.user())
 }
 
-/// Submits one message from the instance user to `to` with `sendmail -f`.
-fn send(inst: &Instance, to: &str, subject: &str, body: &str) {
-    let me = format!("{}@mail.example.test", inst.user());
-    let out = inst.sendmail(&["-f", &me, to], &format!("Subject: {subject}\n\n{body}\n"));
-    assert!(
-        out.status.success(),
-        "sendmail failed ({:?}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The delivery log lines (`ID: to=<rcpt>, relay=...`) for `rcpt`.
-fn delivery_lines(log: &str, rcpt: &str) -> Vec<String> {
-    let needle = format!(": to=<{rcpt}>, relay=");
-    log.lines()
-        .filter(|l| l.contains(&needle))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Waits until a delivery line for `rcpt` contains `want`; returns that line.
-fn wait_delivery(inst: &Instance, rcpt: &str, want: &str) -> String {
-    let mut found = None;
-    let ok = inst.wait_until(T, || {
-        found = delivery_lines(&inst.log_text(), rcpt)
-            .into_iter()
-            .find(|l| l.contains(want));
-        found.is_some()
-    });
-    assert!(
-        ok,
-        "no delivery line for <{rcpt}> with {want:?}; log:\n{}",
-        inst.log_text()
-    );
-    found.unwrap_or_default()
-}
+// ---------------------------------------------------------------------------------------
+// Checks
 
 /// The smtp client's `... TLS connection established to ...` lines.
 fn tls_lines(log: &str) -> Vec<String> {
@@ -182,6 +155,13 @@ fn tls_lines(log: &str) -> Vec<String> {
         .filter(|l| l.contains("posthorn/smtp[") && l.contains(" TLS connection established to "))
         .map(str::to_string)
         .collect()
+}
+
+/// Checks that the smtp client logged no `... TLS connection established to ...` line.
+#[track_caller]
+fn assert_no_tls_line(inst: &Instance) {
+    let log = inst.log_text();
+    assert!(tls_lines(&log).is_empty(), "{log}");
 }
 
 /// The TLS line for `127.0.0.1[127.0.0.1]:port`: `WORD TLS connection established to
@@ -204,29 +184,28 @@ fn assert_tls_line(log: &str, port: u16, words: &[&str]) -> String {
     line.clone()
 }
 
-/// Checks that the message to `rcpt` was only ever deferred with `dsn` and a reason holding
-/// `why`, that it is still queued (deferred queue) and that the receiver never got it.
+/// Sends a message (`subject`, `body`) to the receiver's user and checks that it was only
+/// ever deferred with `dsn` and a reason holding `why`, that it is still queued (deferred
+/// queue) and that the receiver never got it.
 #[track_caller]
-fn assert_deferred(inst: &Instance, recv: &Instance, rcpt: &str, dsn: &str, why: &str) {
-    let line = wait_delivery(inst, rcpt, "status=");
+fn assert_deferred(
+    inst: &Instance,
+    recv: &Instance,
+    subject: &str,
+    body: &str,
+    dsn: &str,
+    why: &str,
+) {
+    let rcpt = rcpt(recv);
+    send(inst, &[&rcpt], subject, body);
+    let line = wait_delivery(inst, &rcpt, "status=");
     assert!(
         line.contains(&format!("dsn={dsn}, status=deferred (")) && line.contains(why),
         "want dsn={dsn}, status=deferred with {why:?}: {line}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let log = inst.log_text();
-    let lines = delivery_lines(&log, rcpt);
-    assert!(
-        lines.iter().all(|l| l.contains("status=deferred")),
-        "<{rcpt}> must only ever be deferred:\n{}",
-        lines.join("\n")
-    );
-    let ok = inst.wait_until(T, || inst.queue_count("deferred") >= 1);
-    assert!(
-        ok,
-        "nothing in the deferred queue; log:\n{}",
-        inst.log_text()
-    );
+    assert_only_deferred(&inst.log_text(), &rcpt);
+    wait_deferred_queue(inst);
     let got = read_text(&mbox(recv));
     assert!(got.is_empty(), "the receiver got it:\n{got}");
 }
@@ -242,27 +221,60 @@ fn assert_received(recv: &Instance, body: &str, proto: &str) {
     );
 }
 
-/// Waits until no message is left in the instance's queues.
-fn wait_queue_empty(inst: &Instance) {
-    let ok = inst.wait_until(T, || inst.queue_empty());
-    assert!(
-        ok,
-        "queue not empty: deferred={} active={} incoming={}; log:\n{}",
-        inst.queue_count("deferred"),
-        inst.queue_count("active"),
-        inst.queue_count("incoming"),
-        inst.log_text()
-    );
-}
-
-/// Asserts a `status=sent` delivery line via `127.0.0.1[127.0.0.1]:port`.
+/// Sends a message (`subject`, `body`) to the receiver's user and checks its `status=sent`
+/// delivery line via `127.0.0.1[127.0.0.1]:port`; then, with `tls`, the client's TLS line
+/// (its first word one of `tls`, see [`assert_tls_line`]) and `with ESMTPS` at the receiver,
+/// without, `with ESMTP` at the receiver and no TLS line; last, that the queue is empty.
 #[track_caller]
-fn assert_sent(line: &str, port: u16) {
+fn assert_delivered(
+    inst: &Instance,
+    recv: &Instance,
+    port: u16,
+    subject: &str,
+    body: &str,
+    tls: Option<&[&str]>,
+) {
+    let to = rcpt(recv);
+    send(inst, &[&to], subject, body);
+    let line = wait_delivery(inst, &to, "status=");
     assert!(
         line.contains(&format!("relay=127.0.0.1[127.0.0.1]:{port}, delay="))
             && line.contains("dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as "),
         "{line}"
     );
+    match tls {
+        Some(words) => {
+            assert_tls_line(&inst.log_text(), port, words);
+            assert_received(recv, body, "ESMTPS");
+        }
+        None => {
+            assert_received(recv, body, "ESMTP");
+            assert_no_tls_line(inst);
+        }
+    }
+    wait_queue_empty(inst);
+}
+
+/// Sends a message (`subject`, `body`) to the receiver's user and checks its `status=sent`
+/// delivery line via [`MX`]`[127.0.0.1]:PORT` (the receiver's port), a client TLS line
+/// holding `tls`, `with ESMTPS` at the receiver; last, that the queue is empty.
+#[track_caller]
+fn assert_delivered_to_mx(inst: &Instance, recv: &Instance, subject: &str, body: &str, tls: &str) {
+    let to = rcpt(recv);
+    send(inst, &[&to], subject, body);
+    let l = wait_delivery(inst, &to, "status=");
+    assert!(
+        l.contains(&format!("relay={MX}[127.0.0.1]:{}, delay=", recv.smtp_port))
+            && l.contains("dsn=2.0.0, status=sent ("),
+        "{l}"
+    );
+    let log = inst.log_text();
+    assert!(
+        tls_lines(&log).iter().any(|l| l.contains(tls)),
+        "no {tls:?}:\n{log}"
+    );
+    assert_received(recv, body, "ESMTPS");
+    wait_queue_empty(inst);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -272,35 +284,36 @@ fn assert_sent(line: &str, port: u16) {
 fn encrypt_delivers_over_starttls() {
     let ca = Ca::new("relay_tls CA");
     let recv = started_receiver(Some(&ca));
-    let inst = sender(recv.smtp_port, "smtp_tls_security_level = encrypt\n", None);
-    let to = rcpt(&recv);
-    send(&inst, &to, "encrypt", "sent at encrypt");
-    assert_sent(&wait_delivery(&inst, &to, "status="), recv.smtp_port);
+    let port = recv.smtp_port;
+    let inst = sender(&loopback(port), "smtp_tls_security_level = encrypt\n", None);
     // No CAfile: the chain does not lead to the bundled roots, so at most Untrusted.
-    assert_tls_line(
-        &inst.log_text(),
-        recv.smtp_port,
-        &["Anonymous", "Untrusted"],
+    assert_delivered(
+        &inst,
+        &recv,
+        port,
+        "encrypt",
+        "sent at encrypt",
+        Some(&["Anonymous", "Untrusted"]),
     );
-    assert_received(&recv, "sent at encrypt", "ESMTPS");
-    wait_queue_empty(&inst);
 }
 
 #[test]
 fn encrypt_defers_without_starttls() {
     let recv = started_receiver(None);
-    let inst = sender(recv.smtp_port, "smtp_tls_security_level = encrypt\n", None);
-    let to = rcpt(&recv);
-    send(&inst, &to, "encrypt", "never in plaintext");
+    let inst = sender(
+        &loopback(recv.smtp_port),
+        "smtp_tls_security_level = encrypt\n",
+        None,
+    );
     assert_deferred(
         &inst,
         &recv,
-        &to,
+        "encrypt",
+        "never in plaintext",
         "4.7.4",
         "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]",
     );
-    let log = inst.log_text();
-    assert!(tls_lines(&log).is_empty(), "{log}");
+    assert_no_tls_line(&inst);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -312,17 +325,20 @@ fn encrypt_defers_without_starttls() {
 fn verify_with_the_signing_ca_delivers() {
     let ca = Ca::new("relay_tls CA");
     let recv = started_receiver(Some(&ca));
+    let port = recv.smtp_port;
     let inst = sender(
-        recv.smtp_port,
+        &loopback(port),
         "smtp_tls_security_level = verify\n",
         Some(&ca),
     );
-    let to = rcpt(&recv);
-    send(&inst, &to, "verify", "sent at verify");
-    assert_sent(&wait_delivery(&inst, &to, "status="), recv.smtp_port);
-    assert_tls_line(&inst.log_text(), recv.smtp_port, &["Verified"]);
-    assert_received(&recv, "sent at verify", "ESMTPS");
-    wait_queue_empty(&inst);
+    assert_delivered(
+        &inst,
+        &recv,
+        port,
+        "verify",
+        "sent at verify",
+        Some(&["Verified"]),
+    );
 }
 
 #[test]
@@ -331,21 +347,19 @@ fn verify_with_another_ca_defers() {
     let other = Ca::new("some other CA");
     let recv = started_receiver(Some(&ca));
     let inst = sender(
-        recv.smtp_port,
+        &loopback(recv.smtp_port),
         "smtp_tls_security_level = verify\n",
         Some(&other),
     );
-    let to = rcpt(&recv);
-    send(&inst, &to, "verify", "not to an unknown CA");
     assert_deferred(
         &inst,
         &recv,
-        &to,
+        "verify",
+        "not to an unknown CA",
         "4.7.5",
         "Server certificate not verified",
     );
-    let log = inst.log_text();
-    assert!(tls_lines(&log).is_empty(), "{log}");
+    assert_no_tls_line(&inst);
 }
 
 /// A next hop named by DNS, `[mx.dest.test]:P` (the test name server maps it to 127.0.0.1):
@@ -355,35 +369,16 @@ fn verify_checks_the_host_name() {
     let ca = Ca::new("relay_tls CA");
     let recv = started_receiver(Some(&ca));
     let dns = TestDns::start(&format!("{MX} A 127.0.0.1\n"));
-    let inst = started_sender(
-        &format!(
-            "smtp_dns_servers = {}\n\
-             transport_maps = inline:{{ {{dest.test=smtp:[{MX}]:{}}} }}\n\
-             smtp_tls_security_level = verify\n",
-            dns.server_spec(),
-            recv.smtp_port
-        ),
+    let inst = sender(
+        &format!("[{MX}]:{}", recv.smtp_port),
+        &dns_tls_cf(&dns, "verify"),
         Some(&ca),
-    );
-    let to = rcpt(&recv);
-    send(&inst, &to, "verify", "verified by name");
-    let l = wait_delivery(&inst, &to, "status=");
-    assert!(
-        l.contains(&format!("relay={MX}[127.0.0.1]:{}, delay=", recv.smtp_port))
-            && l.contains("dsn=2.0.0, status=sent ("),
-        "{l}"
     );
     let want = format!(
         "]: Verified TLS connection established to {MX}[127.0.0.1]:{}: TLSv1.3 with cipher ",
         recv.smtp_port
     );
-    let log = inst.log_text();
-    assert!(
-        tls_lines(&log).iter().any(|l| l.contains(&want)),
-        "no {want:?}:\n{log}"
-    );
-    assert_received(&recv, "verified by name", "ESMTPS");
-    wait_queue_empty(&inst);
+    assert_delivered_to_mx(&inst, &recv, "verify", "verified by name", &want);
 }
 
 /// `verify` to a host whose name the certificate does not have (a trusted chain is not
@@ -393,22 +388,16 @@ fn verify_refuses_another_host_name() {
     let ca = Ca::new("relay_tls CA");
     let recv = started_receiver(Some(&ca));
     let dns = TestDns::start("other.dest.test A 127.0.0.1\n");
-    let inst = started_sender(
-        &format!(
-            "smtp_dns_servers = {}\n\
-             transport_maps = inline:{{ {{dest.test=smtp:[other.dest.test]:{}}} }}\n\
-             smtp_tls_security_level = verify\n",
-            dns.server_spec(),
-            recv.smtp_port
-        ),
+    let inst = sender(
+        &format!("[other.dest.test]:{}", recv.smtp_port),
+        &dns_tls_cf(&dns, "verify"),
         Some(&ca),
     );
-    let to = rcpt(&recv);
-    send(&inst, &to, "verify", "wrong name");
     assert_deferred(
         &inst,
         &recv,
-        &to,
+        "verify",
+        "wrong name",
         "4.7.5",
         "Server certificate not verified",
     );
@@ -427,31 +416,19 @@ fn secure_accepts_a_subdomain_of_the_nexthop() {
     ));
     let inst = started_sender(
         &format!(
-            "smtp_dns_servers = {}\n\
-             smtp_tcp_port = {}\n\
-             smtp_tls_security_level = secure\n",
-            dns.server_spec(),
-            recv.smtp_port
+            "smtp_tcp_port = {}\n{}",
+            recv.smtp_port,
+            dns_tls_cf(&dns, "secure")
         ),
         Some(&ca),
     );
-    let to = rcpt(&recv);
-    send(&inst, &to, "secure", "secure to dest.test");
-    let l = wait_delivery(&inst, &to, "status=");
-    assert!(
-        l.contains(&format!("relay={MX}[127.0.0.1]:{}, delay=", recv.smtp_port))
-            && l.contains("dsn=2.0.0, status=sent ("),
-        "{l}"
+    assert_delivered_to_mx(
+        &inst,
+        &recv,
+        "secure",
+        "secure to dest.test",
+        "]: Verified TLS connection established to ",
     );
-    let log = inst.log_text();
-    assert!(
-        tls_lines(&log)
-            .iter()
-            .any(|l| l.contains("]: Verified TLS connection established to ")),
-        "{log}"
-    );
-    assert_received(&recv, "secure to dest.test", "ESMTPS");
-    wait_queue_empty(&inst);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -470,27 +447,24 @@ fn wrappermode_encrypt_delivers() {
     recv.start();
     wait_listening(port);
     let inst = sender(
-        port,
+        &loopback(port),
         "smtp_tls_security_level = encrypt\nsmtp_tls_wrappermode = yes\n",
         None,
     );
-    let to = rcpt(&recv);
-    send(&inst, &to, "wrapped", "sent in wrapper mode");
-    assert_sent(&wait_delivery(&inst, &to, "status="), port);
-    assert_tls_line(&inst.log_text(), port, &["Anonymous", "Untrusted"]);
-    assert_received(&recv, "sent in wrapper mode", "ESMTPS");
-    wait_queue_empty(&inst);
+    assert_delivered(
+        &inst,
+        &recv,
+        port,
+        "wrapped",
+        "sent in wrapper mode",
+        Some(&["Anonymous", "Untrusted"]),
+    );
 }
 
 #[test]
 fn may_without_tls_delivers_in_plaintext() {
     let recv = started_receiver(None);
-    let inst = sender(recv.smtp_port, "smtp_tls_security_level = may\n", None);
-    let to = rcpt(&recv);
-    send(&inst, &to, "may", "sent in plaintext");
-    assert_sent(&wait_delivery(&inst, &to, "status="), recv.smtp_port);
-    assert_received(&recv, "sent in plaintext", "ESMTP");
-    let log = inst.log_text();
-    assert!(tls_lines(&log).is_empty(), "{log}");
-    wait_queue_empty(&inst);
+    let port = recv.smtp_port;
+    let inst = sender(&loopback(port), "smtp_tls_security_level = may\n", None);
+    assert_delivered(&inst, &recv, port, "may", "sent in plaintext", None);
 }

@@ -11,30 +11,41 @@ fn me(inst: &Instance) -> String {
     format!("{}@mail.example.test", inst.user())
 }
 
+/// Submits `message` from the instance user to `to` with `sendmail -f`.
+#[track_caller]
+fn submit(inst: &Instance, to: &[&str], message: &str) {
+    let me = me(inst);
+    let mut args = vec!["-f", me.as_str()];
+    args.extend_from_slice(to);
+    let out = inst.sendmail(&args, message);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Waits until the log shows `wait_for`; returns the first log line with `line_with`.
+#[track_caller]
+fn logged(inst: &Instance, wait_for: &str, line_with: &str) -> String {
+    inst.expect_log(wait_for, T);
+    inst.log_line(line_with)
+}
+
 #[test]
 fn transport_maps_route_to_error_and_discard() {
     let mut inst = Instance::new(
         "transport_maps = inline:{ {bad.test=error:5.1.2 no such domain here}, {.gone.test=discard:dropped on purpose} }\n",
     );
     inst.start();
-    let out = inst.sendmail(
-        &["-f", &me(&inst), "x@bad.test"],
-        "Subject: to bad\n\nbody\n",
+    submit(&inst, &["x@bad.test"], "Subject: to bad\n\nbody\n");
+    submit(&inst, &["y@sub.gone.test"], "Subject: to gone\n\nbody\n");
+    let bad = logged(
+        &inst,
+        "to=<x@bad.test>, relay=none, delay=",
+        "to=<x@bad.test>",
     );
-    assert!(out.status.success(), "{out:?}");
-    let out = inst.sendmail(
-        &["-f", &me(&inst), "y@sub.gone.test"],
-        "Subject: to gone\n\nbody\n",
-    );
-    assert!(out.status.success(), "{out:?}");
-    inst.expect_log("to=<x@bad.test>, relay=none, delay=", T);
-    let bad = inst.log_line("to=<x@bad.test>");
     assert!(
         bad.contains("dsn=5.1.2, status=bounced (no such domain here)"),
         "{bad}"
     );
-    inst.expect_log("to=<y@sub.gone.test>", T);
-    let gone = inst.log_line("to=<y@sub.gone.test>");
+    let gone = logged(&inst, "to=<y@sub.gone.test>", "to=<y@sub.gone.test>");
     assert!(
         gone.contains("relay=none") && gone.contains("dsn=2.0.0, status=sent (dropped on purpose)"),
         "{gone}"
@@ -55,11 +66,7 @@ fn delay_warning_is_sent_once() {
          delay_warning_time = 1s\n",
     );
     inst.start();
-    let out = inst.sendmail(
-        &["-f", &me(&inst), "z@slow.test"],
-        "Subject: slow\n\nbody\n",
-    );
-    assert!(out.status.success(), "{out:?}");
+    submit(&inst, &["z@slow.test"], "Subject: slow\n\nbody\n");
     let log = inst.wait_for_text(&inst.log, "status=deferred (the destination is slow)");
     let id = queue_id_for(&log, "to=<z@slow.test>");
     let mbox = inst.mail.join(inst.user());
@@ -95,11 +102,11 @@ fn virtual_aliases_are_expanded_in_cleanup() {
          virtual_alias_maps = inline:{{ {{info@valias.test=sales@valias.test}}, {{sales@valias.test={user}@mail.example.test}} }}\n"
     ));
     inst.start();
-    let out = inst.sendmail(
-        &["-f", &me(&inst), "info@valias.test", "nobody@valias.test"],
+    submit(
+        &inst,
+        &["info@valias.test", "nobody@valias.test"],
         "Subject: via alias\n\nhello alias\n",
     );
-    assert!(out.status.success(), "{out:?}");
     let mbox = inst.mail.join(inst.user());
     inst.wait_for_text(&mbox, "hello alias");
     // The unknown address of an alias domain is returned (trivial-rewrite's error route).
@@ -149,13 +156,8 @@ fn a_server_with_our_own_name_is_a_loop() {
         receiver.smtp_port
     ));
     sender.start();
-    let out = sender.sendmail(
-        &["-f", &me(&sender), "x@loop.test"],
-        "Subject: loop\n\nbody\n",
-    );
-    assert!(out.status.success(), "{out:?}");
-    sender.expect_log("to=<x@loop.test>", T);
-    let line = sender.log_line("to=<x@loop.test>");
+    submit(&sender, &["x@loop.test"], "Subject: loop\n\nbody\n");
+    let line = logged(&sender, "to=<x@loop.test>", "to=<x@loop.test>");
     assert!(
         line.contains("dsn=5.4.6, status=bounced (mail for 127.0.0.1 loops back to myself)"),
         "{line}"

@@ -196,11 +196,32 @@ pub fn queue_id_for(log: &str, needle: &str) -> String {
 pub mod smtp;
 
 /// A loopback TCP port that was free a moment ago (tests never use port 25).
+///
+/// Chosen at random below Linux's ephemeral range (32768 and up), so that the outgoing
+/// connections of tests running in parallel, which take ephemeral ports, cannot grab it
+/// before the instance binds it; never the same port twice in one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("probe a free loopback port")
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    let state = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..1000 {
+        let mut h = state.build_hasher();
+        h.write_u32(attempt);
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port found in 20000-31999");
 }
 
 /// The stock master.cf with its `smtp inet` service moved to `127.0.0.1:port`.
