@@ -124,3 +124,42 @@ fn reload_keeps_open_sessions_and_serves_new_ones() {
     inst.wait_for_text(&mbox, "new one");
     inst.wait_for_text(&mbox, "old one");
 }
+
+#[test]
+fn a_transaction_whose_cleanup_died_accepts_nothing_more() {
+    let mut inst = Instance::new("");
+    inst.start();
+    let me = format!("{}@mail.example.test", inst.user());
+    let mut c = Client::connect(inst.smtp_port);
+    c.expect("EHLO client.test", 250);
+    // A first message; its cleanup connection goes back to smtpd's pool.
+    let first = c.send_mail("s@example.org", &[&me], "Subject: one\r\n\r\nfirst\r\n");
+    let line = inst.log_line(&format!("{first}: message-id="));
+    let pid: i32 = line
+        .split("posthorn/cleanup[")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no cleanup pid in {line}"));
+    // The next transaction takes the same cleanup connection; its process dies midway.
+    c.expect("MAIL FROM:<s@example.org>", 250);
+    c.expect(&format!("RCPT TO:<{me}>"), 250);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The recipient accepted above is lost with that connection: nothing more of this
+    // transaction may be accepted, least of all the message.
+    let r = c.cmd(&format!("RCPT TO:<{me}>"));
+    assert_eq!(r.code, 451, "{}", r.wire());
+    let r = c.cmd("DATA");
+    assert!(r.code >= 400, "{}", r.wire());
+    // RSET starts over; the next message is queued and delivered.
+    c.expect("RSET", 250);
+    let second = c.send_mail("s@example.org", &[&me], "Subject: two\r\n\r\nsecond\r\n");
+    c.expect("QUIT", 221);
+    assert_ne!(first, second);
+    inst.wait_for_text(&inst.mail.join(inst.user()), "second");
+}

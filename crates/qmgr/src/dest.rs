@@ -32,6 +32,8 @@ pub enum Feedback {
     Reached,
     /// The destination could not be reached (connection, greeting, DNS), with the reason.
     Failed(String),
+    /// Nothing learned about the destination (the delivery agent itself failed).
+    Neutral,
 }
 
 struct Dest {
@@ -74,9 +76,12 @@ impl Destinations {
         match d.dead_until {
             Some(until) if now < until => Some(d.reason.clone()),
             Some(_) => {
-                // Time to try again, from the start of the slow start.
+                // Time to try again, from the start of the slow start; an idle entry goes.
                 d.dead_until = None;
                 d.fail_cohorts = 0.0;
+                if d.pending.is_empty() && d.inflight == 0 {
+                    self.transports.get_mut(t)?.dests.remove(dest);
+                }
                 None
             }
             None => None,
@@ -155,6 +160,7 @@ impl Destinations {
                 d.window = (d.window + 1.0).min(limits.max.max(1) as f64);
                 None
             }
+            Feedback::Neutral => None,
             Feedback::Failed(reason) => {
                 d.fail_cohorts += 1.0 / d.window.max(1.0);
                 d.window = (d.window - 1.0).max(1.0);

@@ -196,12 +196,14 @@ fn is_dsn(s: &str) -> bool {
             .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Whether a job's answer says the destination was reached: an agent that failed, or one
-/// that deferred every recipient with a 4.4.x status (network, connection, DNS: RFC 3463's
-/// "network and routing" class), counts against the destination's window.
+/// Whether a job's answer says the destination was reached: an agent that deferred every
+/// recipient with a 4.4.x status (network, connection, DNS: RFC 3463's "network and
+/// routing" class) counts against the destination's window; a failed agent says nothing
+/// about the destination.
 fn feedback(a: &Answer) -> Feedback {
     match a {
-        Answer::Failed(why) => Feedback::Failed(why.clone()),
+        // The agent itself failed (crash, IPC): no news about the destination.
+        Answer::Failed(_) => Feedback::Neutral,
         Answer::Delivered(st, _)
             if !st.is_empty()
                 && st
@@ -806,8 +808,8 @@ impl Scheduler {
                 queue_id: msg.id.to_string(),
                 nexthop: hop,
                 rcpts: rcpts.clone(),
-                // Filled in when the job starts (pump).
-                timing: Default::default(),
+                // Brought up to date when the job starts (pump).
+                timing: timing_of(msg),
             };
             self.jobs.insert(
                 self.seq,

@@ -113,14 +113,14 @@ impl Agent {
         } else {
             req.nexthop
         };
-        self.try_destination(dest, req, &mut p);
         let fallbacks = self.settings.fallback_relay.clone();
+        self.try_destination(dest, req, &mut p, !fallbacks.is_empty());
         for relay in fallbacks {
             if p.pending().is_empty() {
                 break;
             }
             log::debug!("{}: trying fallback relay {relay}", req.queue_id);
-            self.try_destination(&relay, req, &mut p);
+            self.try_destination(&relay, req, &mut p, false);
         }
         (0..n)
             .map(|i| {
@@ -159,7 +159,16 @@ impl Agent {
     }
 
     /// Tries one destination (the next hop or a fallback relay) for the pending recipients.
-    fn try_destination(&mut self, dest: &str, req: &Request<'_>, p: &mut Progress) {
+    /// With fallback relays still to try, a destination that cannot be found (NXDOMAIN,
+    /// null MX) only defers here: smtp_fallback_relay covers destinations "that can't be
+    /// found or that are unreachable".
+    fn try_destination(
+        &mut self,
+        dest: &str,
+        req: &Request<'_>,
+        p: &mut Progress,
+        fallback_follows: bool,
+    ) {
         let key = dest.trim().to_ascii_lowercase();
         if let Some(mut session) = self.cache.take(&self.settings, &key) {
             if session.reset(self.settings.timeouts.rset) {
@@ -170,7 +179,8 @@ impl Agent {
                 );
                 self.use_session(session, &key, req, p);
             } else {
-                session.quit(self.settings.timeouts.quit);
+                // A cached connection that does not answer RSET is as good as dead.
+                session.abort();
             }
         }
         if p.pending().is_empty() {
@@ -193,7 +203,7 @@ impl Agent {
         let candidates = match route::candidates(&self.settings, self.resolver.as_ref(), &hop) {
             Ok(c) => c,
             Err(f) => {
-                let outcome = if f.permanent {
+                let outcome = if f.permanent && !fallback_follows {
                     Outcome::Bounced
                 } else {
                     Outcome::Deferred

@@ -66,6 +66,9 @@ pub struct SmtpBackend {
     /// Whether `stream` is registered with the event loop.
     pub registered: bool,
     id: Option<String>,
+    /// The cleanup connection of the current transaction broke: recipients accepted so
+    /// far are lost to it, so nothing more of this transaction may be accepted.
+    broken: bool,
     held: Option<Vec<u8>>,
     data_started: bool,
     commit_wanted: bool,
@@ -94,6 +97,7 @@ impl SmtpBackend {
             stream: None,
             registered: false,
             id: None,
+            broken: false,
             held: None,
             data_started: false,
             commit_wanted: false,
@@ -161,7 +165,7 @@ impl SmtpBackend {
     }
 
     /// Opens the cleanup stream and sends the envelope so far.
-    fn open_message(&mut self) -> Result<(), Reply> {
+    fn open_message(&mut self, m: &MailFrom) -> Result<(), Reply> {
         let mut stream = loop {
             let Some(mut s) = self.ctx.pool.borrow_mut().pop() else {
                 break CleanupStream::connect(&self.ctx.layout).map_err(|e| {
@@ -186,7 +190,6 @@ impl SmtpBackend {
             kind::TIME,
             format!("{} {}", t.as_secs(), t.subsec_micros()).as_bytes(),
         );
-        let m = self.sender.clone().unwrap_or_default();
         stream.record(kind::FROM, m.address.as_bytes());
         stream.record(kind::ATTR, format!("client={}", self.label).as_bytes());
         stream.record(kind::ATTR, format!("protocol={}", self.protocol).as_bytes());
@@ -255,6 +258,9 @@ impl SmtpBackend {
         self.stream = None;
         self.registered = false;
         self.clear();
+        // Until the client starts over (RSET, MAIL after a reply, EHLO), every further
+        // RCPT, DATA and end of data of this transaction is refused.
+        self.broken = true;
         temp_error()
     }
 
@@ -349,6 +355,7 @@ impl Backend for SmtpBackend {
 
     fn mail(&mut self, f: &Facts, mail: &MailFrom) -> Result<(), Reply> {
         self.track(f);
+        self.broken = false;
         if let Some(r) = &self.connect_reject {
             return Err(r.clone());
         }
@@ -398,8 +405,11 @@ impl Backend for SmtpBackend {
             self.log_reject("RCPT", &r, Some(&rcpt.address));
             return Err(r);
         }
+        if self.broken {
+            return Err(temp_error());
+        }
         if self.stream.is_none() {
-            self.open_message()?;
+            self.open_message(_mail)?;
         }
         let s = self.stream.as_mut().expect("opened above");
         if let Some(n) = &rcpt.notify {
@@ -460,6 +470,7 @@ impl Backend for SmtpBackend {
     }
 
     fn reset(&mut self) {
+        self.broken = false;
         if self.stream.is_some() {
             // A half-sent message: close the connection; cleanup removes the file.
             self.stream = None;

@@ -144,13 +144,22 @@ impl CleanupStream {
     /// Reads and parses what cleanup sent. Err = broken (EOF or a protocol error).
     pub fn read(&mut self, answers: &mut Vec<Answer>) -> Result<(), ProtoError> {
         let mut buf = [0u8; 4096];
+        // An answer that arrived just before cleanup closed the connection (a reload) still
+        // counts: parse what was read before reporting the end.
+        let mut ended: Option<ProtoError> = None;
         loop {
             match self.sock.read(&mut buf) {
-                Ok(0) => return Err(ProtoError::Closed),
+                Ok(0) => {
+                    ended = Some(ProtoError::Closed);
+                    break;
+                }
                 Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    ended = Some(e.into());
+                    break;
+                }
             }
         }
         let mut used = 0;
@@ -169,7 +178,10 @@ impl CleanupStream {
             used += n;
         }
         self.inbuf.drain(..used);
-        Ok(())
+        match ended {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Timing {
     /// `smtpd_per_record_deadline`: the timeout covers a whole command line, so a client
     /// dripping bytes cannot hold the connection (otherwise each read restarts it).
     pub per_record: bool,
+    /// `ipc_timeout`: how long the end of a message may wait for cleanup's answer.
+    pub ipc: Duration,
 }
 
 /// Where the connection is.
@@ -64,6 +66,9 @@ pub struct Conn {
     /// TLS, once started.
     pub tls: Option<ServerConnection>,
     tls_logged: bool,
+    /// STARTTLS was answered but its reply is not fully sent: TLS starts once it is, and
+    /// nothing is read meanwhile (the client's hello stays in the socket for rustls).
+    tls_waiting: bool,
     /// Received, not yet processed.
     pub input: Vec<u8>,
     out: Vec<u8>,
@@ -82,6 +87,8 @@ pub struct Conn {
     pub closing: bool,
     /// The session waits for cleanup.
     pub pending: bool,
+    /// Until when it may wait (then 451 and the cleanup connection is dropped).
+    pub pending_deadline: Instant,
     eof: bool,
     /// The client's address (after PROXY).
     pub client_ip: Option<IpAddr>,
@@ -106,6 +113,7 @@ impl Conn {
             peer,
             tls: None,
             tls_logged: false,
+            tls_waiting: false,
             input: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -116,6 +124,7 @@ impl Conn {
             sleep_until: None,
             closing: false,
             pending: false,
+            pending_deadline: Instant::now(),
             eof: false,
             client_ip: None,
             counted: false,
@@ -145,14 +154,10 @@ impl Conn {
         }
     }
 
-    /// Queues raw reply bytes.
+    /// Queues raw reply bytes (plaintext; under TLS they are encrypted as rustls takes
+    /// them, so unsent replies always count against OUTPUT_CAP).
     pub fn send(&mut self, bytes: &[u8]) {
-        match &mut self.tls {
-            Some(t) => {
-                let _ = t.writer().write_all(bytes);
-            }
-            None => self.out.extend_from_slice(bytes),
-        }
+        self.out.extend_from_slice(bytes);
     }
 
     /// Queues a reply and closes after it.
@@ -163,19 +168,25 @@ impl Conn {
         self.closing = true;
     }
 
-    /// Starts TLS with `config` (STARTTLS or wrapper mode).
+    /// Starts TLS with `config` (STARTTLS or wrapper mode). Bytes already read (a client
+    /// hello that came with the PROXY header) go to rustls, not to the SMTP session.
     pub fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
-        let c = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut c = ServerConnection::new(config).map_err(io::Error::other)?;
+        let early = std::mem::take(&mut self.input);
+        let mut rd = &early[..];
+        while !rd.is_empty() {
+            if c.read_tls(&mut rd)? == 0 {
+                break;
+            }
+            c.process_new_packets().map_err(io::Error::other)?;
+        }
         self.tls = Some(c);
+        self.tls_waiting = false;
         Ok(())
     }
 
     fn unsent(&self) -> usize {
         self.out.len() - self.out_pos
-            + self
-                .tls
-                .as_ref()
-                .map_or(0, |t| usize::from(t.wants_write()) * 4096)
     }
 
     /// Reads what the socket has (within the caps). Returns bytes of new plaintext.
@@ -183,7 +194,7 @@ impl Conn {
         let mut got = 0;
         let mut buf = [0u8; 16 * 1024];
         loop {
-            if self.eof || self.input.len() >= INPUT_CAP {
+            if self.eof || self.input.len() >= INPUT_CAP || self.tls_waiting {
                 return Ok(got);
             }
             if self
@@ -242,24 +253,36 @@ impl Conn {
     /// Writes what the socket takes.
     fn flush(&mut self) -> Result<(), End> {
         if let Some(tls) = &mut self.tls {
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.sock) {
+            loop {
+                if self.out_pos < self.out.len()
+                    && let Ok(n) = tls.writer().write(&self.out[self.out_pos..])
+                {
+                    self.out_pos += n;
+                }
+                let mut sent = false;
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.sock) {
+                        Ok(0) => return Err(End::Lost),
+                        Ok(_) => sent = true,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Err(End::Lost),
+                    }
+                }
+                // More plaintext fits once rustls has sent what it held.
+                if !(sent && self.out_pos < self.out.len() && !tls.wants_write()) {
+                    break;
+                }
+            }
+        } else {
+            while self.out_pos < self.out.len() {
+                match self.sock.write(&self.out[self.out_pos..]) {
                     Ok(0) => return Err(End::Lost),
-                    Ok(_) => {}
+                    Ok(n) => self.out_pos += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Err(End::Lost),
                 }
-            }
-            return Ok(());
-        }
-        while self.out_pos < self.out.len() {
-            match self.sock.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(End::Lost),
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(End::Lost),
             }
         }
         if self.out_pos == self.out.len() {
@@ -295,6 +318,7 @@ impl Conn {
             let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
             let can_process = !self.pending
                 && !self.closing
+                && !self.tls_waiting
                 && self.sleep_until.is_none_or(|t| now >= t)
                 && !handshaking
                 && self.unsent() < OUTPUT_CAP;
@@ -334,14 +358,24 @@ impl Conn {
             let mut want_tls = false;
             match status {
                 Status::Ready => {}
-                Status::Pending => self.pending = true,
+                Status::Pending => {
+                    self.pending = true;
+                    self.pending_deadline = now + self.timing.ipc;
+                }
                 Status::Sleep(d) => self.sleep_until = Some(now + d),
                 Status::Close => self.closing = true,
                 Status::StartTls => want_tls = true,
             }
-            self.flush()?;
             if want_tls {
-                return Ok(Drive::StartTls);
+                self.tls_waiting = true;
+            }
+            self.flush()?;
+            if self.tls_waiting {
+                if self.flushed() {
+                    return Ok(Drive::StartTls);
+                }
+                // The rest of "220 Ready to start TLS" goes out at the next writable event.
+                return Ok(Drive::Idle);
             }
             if self.closing && self.flushed() {
                 return Err(End::Done);

@@ -109,6 +109,7 @@ struct Config2 {
     timeout: Duration,
     min_rate: u64,
     per_record: bool,
+    ipc: Duration,
     greet_wait: Duration,
     proxy: bool,
     proxy_timeout: Duration,
@@ -149,6 +150,7 @@ fn settings(c: &Config) -> Config2 {
         timeout: c.get_duration("smtpd_timeout").max(Duration::from_secs(1)),
         min_rate: u64::try_from(c.get_int("smtpd_min_data_rate").max(0)).unwrap_or(0),
         per_record: c.get_bool("smtpd_per_record_deadline"),
+        ipc: c.get_duration("ipc_timeout").max(Duration::from_secs(1)),
         greet_wait: c.get_duration("smtpd_greet_wait"),
         proxy,
         proxy_timeout: c
@@ -382,6 +384,7 @@ impl Server {
                 timeout,
                 min_rate: self.cfg.min_rate,
                 per_record: self.cfg.per_record,
+                ipc: self.cfg.ipc,
             },
             self.hostname.clone(),
         );
@@ -542,7 +545,11 @@ impl Server {
         for a in answers {
             c.cleanup_answer(a);
         }
-        if let Err(e) = res {
+        // A connection that ended after its last answer (the message was settled and the
+        // stream released) is no error of this client's.
+        if let Err(e) = res
+            && c.backend.as_ref().is_some_and(|b| b.stream.is_some())
+        {
             c.cleanup_broken(&e);
         }
     }
@@ -589,6 +596,12 @@ impl Server {
                             }
                             if let Some(s) = &mut c.session {
                                 s.tls_started();
+                            }
+                            // RFC 3207: nothing said before TLS counts, a half-made
+                            // transaction included.
+                            if let Some(b) = &mut c.backend {
+                                use posthorn_smtp_proto::server::Backend;
+                                b.reset();
                             }
                         }
                         None => c.closing = true,
@@ -681,6 +694,7 @@ impl Server {
             let Some(c) = c else { continue };
             match c.phase {
                 Phase::GreetWait(t) if now >= t => due.push((i, 1)),
+                _ if c.pending && now >= c.pending_deadline => due.push((i, 4)),
                 _ if c.pending => {}
                 _ if now >= c.deadline && !c.closing => due.push((i, 2)),
                 _ if c.closing && now >= c.deadline + Duration::from_secs(10) => due.push((i, 3)),
@@ -705,6 +719,12 @@ impl Server {
                 3 => {
                     self.close(i, End::Lost);
                     continue;
+                }
+                4 => {
+                    // cleanup never answered: the client gets a 4xx and may retry.
+                    if let Some(c) = self.conns[i].as_mut() {
+                        c.cleanup_broken("timed out waiting for cleanup");
+                    }
                 }
                 _ => {}
             }
