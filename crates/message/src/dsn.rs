@@ -53,6 +53,19 @@ impl fmt::Display for DsnAction {
     }
 }
 
+/// Whether `s` is an RFC 3463 enhanced status code, `class.subject.detail` with class 2, 4
+/// or 5 and one to three digits each after it (`5.1.1`, `4.7.0`).
+pub fn is_status_code(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let class_ok = matches!(parts.next(), Some("2" | "4" | "5"));
+    let rest: Vec<&str> = parts.collect();
+    class_ok
+        && rest.len() == 2
+        && rest
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// One recipient's entry in a notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DsnRecipient {
@@ -642,6 +655,18 @@ fn template(
 mod tests {
     use super::lines::{MAX_LINE, WRAP_WIDTH};
     use super::*;
+
+    #[test]
+    fn status_codes() {
+        for ok in ["2.0.0", "4.7.1", "5.1.10", "5.999.999"] {
+            assert!(is_status_code(ok), "{ok}");
+        }
+        for bad in [
+            "", "5", "5.1", "3.0.0", "5.1.1.1", "5..1", "5.1.x", "5.1000.1", "550",
+        ] {
+            assert!(!is_status_code(bad), "{bad}");
+        }
+    }
     use crate::header::split_headers;
     use std::time::UNIX_EPOCH;
 

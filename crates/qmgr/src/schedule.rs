@@ -164,10 +164,13 @@ fn built_in_transport(t: &str, hop: &str, offset: u64) -> Option<Status> {
     };
     let text = hop.trim();
     let (dsn, reason) = match text.split_once(' ') {
-        Some((code, rest)) if is_dsn(code) && code.starts_with(&default_dsn[..1]) => {
+        Some((code, rest))
+            if posthorn_message::dsn::is_status_code(code)
+                && code.starts_with(&default_dsn[..1]) =>
+        {
             (code.to_string(), rest.trim().to_string())
         }
-        _ if is_dsn(text) && text.starts_with(&default_dsn[..1]) => {
+        _ if posthorn_message::dsn::is_status_code(text) && text.starts_with(&default_dsn[..1]) => {
             (text.to_string(), String::new())
         }
         _ => (default_dsn.to_string(), text.to_string()),
@@ -185,15 +188,6 @@ fn built_in_transport(t: &str, hop: &str, offset: u64) -> Option<Status> {
         relay: "none".into(),
         reason,
     })
-}
-
-fn is_dsn(s: &str) -> bool {
-    let p: Vec<&str> = s.split('.').collect();
-    p.len() == 3
-        && matches!(p[0], "2" | "4" | "5")
-        && p[1..]
-            .iter()
-            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Whether a job's answer says the destination was reached: an agent that deferred every
@@ -1161,10 +1155,8 @@ impl Scheduler {
             self.active.insert(id.clone(), msg);
             return;
         }
-        if !msg.bounced.is_empty()
-            && !msg.bouncing.is_empty()
-            && !self.jobs.values().any(|j| j.msg == *id)
-        {
+        // No job of this message is left (outstanding counts them all).
+        if !msg.bounced.is_empty() && !msg.bouncing.is_empty() {
             let entries = msg.bounced.clone();
             self.notify(&mut msg, NoticeKind::Failure, entries);
             self.active.insert(id.clone(), msg);

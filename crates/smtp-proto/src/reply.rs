@@ -75,18 +75,6 @@ impl fmt::Display for Reply {
     }
 }
 
-/// Splits a policy or cleanup text that may start with its own `X.Y.Z` code.
-pub fn split_dsn(text: &str) -> Option<(&str, &str)> {
-    let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
-    let parts: Vec<&str> = first.split('.').collect();
-    let ok = parts.len() == 3
-        && matches!(parts[0], "2" | "4" | "5")
-        && parts[1..]
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    ok.then_some((first, rest))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,12 +94,5 @@ mod tests {
             Reply::new(554, "5.7.1", "no").summary(),
             "554 5.7.1 no".to_string()
         );
-    }
-
-    #[test]
-    fn dsn_prefix() {
-        assert_eq!(split_dsn("5.7.0 go away"), Some(("5.7.0", "go away")));
-        assert_eq!(split_dsn("go away"), None);
-        assert_eq!(split_dsn("5.7 x"), None);
     }
 }

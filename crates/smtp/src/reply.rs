@@ -68,7 +68,7 @@ impl ServerReply {
         let class = char::from(b'0' + (self.code / 100).min(9) as u8);
         let first = self.lines.first().and_then(|l| l.get(4..)).unwrap_or("");
         let word = first.split(' ').next().unwrap_or("");
-        if is_dsn(word) && word.starts_with(class) {
+        if posthorn_message::dsn::is_status_code(word) && word.starts_with(class) {
             return word.to_string();
         }
         match class {
@@ -92,7 +92,9 @@ impl ServerReply {
                     l.replace_range(0..1, "4");
                     if let Some(rest) = l.get(4..)
                         && rest.starts_with("5.")
-                        && is_dsn(rest.split(' ').next().unwrap_or(""))
+                        && posthorn_message::dsn::is_status_code(
+                            rest.split(' ').next().unwrap_or(""),
+                        )
                     {
                         l.replace_range(4..5, "4");
                     }
@@ -101,16 +103,6 @@ impl ServerReply {
                 .collect(),
         }
     }
-}
-
-/// Whether `w` looks like `X.Y.Z` with X in 2, 4, 5 (RFC 3463).
-fn is_dsn(w: &str) -> bool {
-    let parts: Vec<&str> = w.split('.').collect();
-    parts.len() == 3
-        && matches!(parts[0], "2" | "4" | "5")
-        && parts[1..]
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Accumulates reply lines until the last line of a reply.
