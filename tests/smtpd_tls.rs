@@ -15,17 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use posthorn_testkit::smtp::{Reply, add_service, connect_when_listening, local_user, mbox};
+use posthorn_testkit::tls::OnlySchemes;
 use posthorn_testkit::{Instance, free_port};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SignatureAlgorithm,
 };
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{
-    CipherSuite, ClientConfig, ClientConnection, DigitallySignedStruct, ProtocolVersion,
-    RootCertStore, SignatureScheme, StreamOwned, SupportedProtocolVersion,
+    CipherSuite, ClientConfig, ClientConnection, ProtocolVersion, RootCertStore, SignatureScheme,
+    StreamOwned, SupportedProtocolVersion,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -143,50 +144,6 @@ fn tls_instance(extra: &str) -> (Instance, Ca, Leaf) {
 
 // ---------------------------------------------------------------------------------------
 // Client side
-
-/// A server-certificate verifier that checks the chain as usual but offers the server only
-/// `schemes` for its handshake signature (so the server must pick a matching key).
-#[derive(Debug)]
-struct OnlySchemes {
-    inner: Arc<WebPkiServerVerifier>,
-    schemes: Vec<SignatureScheme>,
-}
-
-impl ServerCertVerifier for OnlySchemes {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
-    }
-}
 
 /// What the client offers.
 #[derive(Default)]

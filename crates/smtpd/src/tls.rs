@@ -552,17 +552,18 @@ pub use posthorn_tls::{SessionInfo, session_info};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use posthorn_testkit::tls::OnlySchemes;
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
         PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
     };
     use rustls::ServerConnection;
     use rustls::client::WebPkiServerVerifier;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{ServerName, UnixTime};
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::ServerName;
     use rustls::{
-        ClientConfig, ClientConnection, Connection, DigitallySignedStruct, HandshakeKind,
-        RootCertStore, SignatureScheme, SupportedProtocolVersion,
+        ClientConfig, ClientConnection, Connection, HandshakeKind, RootCertStore, SignatureScheme,
+        SupportedProtocolVersion,
     };
     use std::path::Path;
     use tempfile::TempDir;
@@ -702,49 +703,6 @@ Gw+R2aC5Rk6CwvrEmfS67N2/wxp6QQP/UNw4SjHt1eH1oxJMiZ7a6kRrt83wjoAv
 
     fn path_str(path: &Path) -> String {
         path.to_str().unwrap().to_owned()
-    }
-
-    /// A verifier that advertises only some signature schemes, to steer the server's choice.
-    #[derive(Debug)]
-    struct OnlySchemes {
-        inner: Arc<WebPkiServerVerifier>,
-        schemes: Vec<SignatureScheme>,
-    }
-
-    impl ServerCertVerifier for OnlySchemes {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            intermediates: &[CertificateDer<'_>],
-            server_name: &ServerName<'_>,
-            ocsp: &[u8],
-            now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls12_signature(message, cert, dss)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls13_signature(message, cert, dss)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.schemes.clone()
-        }
     }
 
     /// Moves pending TLS records from `from` to `to`; returns how many bytes moved.

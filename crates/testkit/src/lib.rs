@@ -194,6 +194,7 @@ pub fn queue_id_for(log: &str, needle: &str) -> String {
 }
 
 pub mod smtp;
+pub mod tls;
 
 /// A loopback TCP port that was free a moment ago (tests never use port 25).
 ///
